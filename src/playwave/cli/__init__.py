@@ -1,0 +1,1 @@
+"""The `playwave` command line for operators, studios and developers."""

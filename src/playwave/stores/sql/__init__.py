@@ -1,0 +1,1 @@
+"""SQL stores through SQLAlchemy Core: SQLite (embedded default) and PostgreSQL (asyncpg)."""
