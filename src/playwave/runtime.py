@@ -36,6 +36,10 @@ class Runtime:
     jobs: list[Job] = field(default_factory=list)
     runner: JobRunner | None = None
 
+    @property
+    def jobs_by_name(self) -> dict[str, Job]:
+        return {job.name: job for job in self.jobs}
+
     async def start_jobs(self) -> None:
         self.runner = JobRunner(self.jobs)
         self.runner.start()

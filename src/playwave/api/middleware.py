@@ -64,6 +64,14 @@ class RequestContextMiddleware:
 
         async def send_with_id(message: Message) -> None:
             nonlocal response_started
+            if too_large:
+                # The framework answers its own parse error when reading the body failed; the
+                # client gets the size error instead, once.
+                if message["type"] == "http.response.start" and not response_started:
+                    response_started = True
+                    status_holder["status"] = 400
+                    await _reject_oversized(send, request_id, self.max_body_bytes)
+                return
             if message["type"] == "http.response.start":
                 response_started = True
                 status_holder["status"] = message["status"]

@@ -95,7 +95,7 @@ class GameSessions:
         now = self.clock.now()
         existing = await self.records.get_session_by_ott(ott)
         if existing is not None:
-            return self._repeat_outcome(existing, key, provider_user_id)
+            return await self._repeat_outcome(existing, key, provider_user_id)
 
         grant = await self.live.get_ott(ott, now)
         if grant is None:
@@ -132,7 +132,7 @@ class GameSessions:
         try:
             await self._insert_replacing(session)
         except OttConsumed as consumed:
-            return self._repeat_outcome(consumed.existing, key, provider_user_id)
+            return await self._repeat_outcome(consumed.existing, key, provider_user_id)
 
         await self.live.put_session(LiveSession.from_record(session, self.timers))
         await self.live.delete_ott(ott)
@@ -189,15 +189,24 @@ class GameSessions:
                 continue
         raise ServiceUnavailable("The PC's previous game session could not be ended; retry.")
 
-    def _repeat_outcome(
+    async def _repeat_outcome(
         self, existing: GameSession, key: AuthenticatedKey, provider_user_id: str
     ) -> VerifyOutcome:
         if existing.game_id != key.game_id:
             return self._invalid("GAME_MISMATCH", existing.ott, key)
-        if existing.provider_user_id == provider_user_id and existing.is_live:
-            metrics.VERIFY_RESULTS.labels("REPEATED").inc()
-            return VerifyOutcome(is_valid=True, game_session_id=existing.game_session_id)
-        return self._invalid("OTT_ALREADY_USED", existing.ott, key)
+        if existing.provider_user_id != provider_user_id or not existing.is_live:
+            return self._invalid("OTT_ALREADY_USED", existing.ott, key)
+
+        # A session whose deadline passed is dead even if no sweep has ended it yet: end it now
+        # rather than hand it back to the game server.
+        if await self.end_due(existing.game_session_id) is not None:
+            return self._invalid("OTT_ALREADY_USED", existing.ott, key)
+        current = await self.records.get_session(existing.game_session_id)
+        if current is None or not current.is_live:
+            return self._invalid("OTT_ALREADY_USED", existing.ott, key)
+
+        metrics.VERIFY_RESULTS.labels("REPEATED").inc()
+        return VerifyOutcome(is_valid=True, game_session_id=existing.game_session_id)
 
     def _invalid(self, reason: str, ott: str, key: AuthenticatedKey) -> VerifyOutcome:
         metrics.VERIFY_RESULTS.labels(reason).inc()

@@ -1,0 +1,5 @@
+"""`python -m playwave` runs the command line."""
+
+from playwave.cli.main import main
+
+main()
