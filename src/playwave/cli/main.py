@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 
 import typer
@@ -56,13 +57,14 @@ def serve(
     configure_logging(settings.log_level, json=settings.log_json)
     if settings.embedded and workers > 1:
         fail(t("invalid_value", detail="--workers above 1 needs PLAYWAVE_DATABASE_URL"))
-    upgrade_schema(settings.sqlalchemy_url) if settings.embedded else None
-    mode = "embedded SQLite " + str(settings.data_dir) if settings.embedded else "PostgreSQL"
+    if settings.embedded:
+        upgrade_schema(settings.sqlalchemy_url)
+
+    mode = f"embedded SQLite in {settings.data_dir}" if settings.embedded else "PostgreSQL"
     console.print(t("serving", host=host, port=port, mode=mode), highlight=False)
 
+    # Each API process builds its app from the environment, so the choice travels there.
     run_jobs = settings.embedded if jobs is None else jobs
-    import os
-
     os.environ["PLAYWAVE_SERVE_JOBS"] = "1" if run_jobs else "0"
     uvicorn.run(
         "playwave.api.factory:app_from_environment",
