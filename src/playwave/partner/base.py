@@ -37,6 +37,7 @@ class BillingStarted:
     billing_id: str
     balance: int
     seconds_left: int | None
+    price_per_hour: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +46,28 @@ class UsageReported:
 
     `charged_seconds` is the session's cumulative billed seconds after the call. When the wallet
     could not cover everything reported, `exhausted` is true and `charged_seconds` is where the
-    balance ran out.
+    balance ran out. `charged_amount` is the session's cumulative G-coin after the call.
     """
 
     balance: int
     charged_seconds: int
     exhausted: bool
     seconds_left: int | None
+    charged_amount: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BillingState:
+    """The partner's own totals for one billing session, for reconciliation."""
+
+    billing_id: str
+    cafe_id: str
+    game_session_id: str
+    price_per_hour: int
+    charged_seconds: int
+    charged_amount: int
+    exhausted: bool
+    stopped: bool
 
 
 class Partner(Protocol):
@@ -80,7 +96,14 @@ class Partner(Protocol):
     async def stop_billing(
         self, *, idempotency_key: str, billing_id: str, billable_seconds: int
     ) -> UsageReported:
-        """Close a billing session, charging up to `billable_seconds` in total."""
+        """Close a billing session at `billable_seconds` in total.
+
+        The total is final: seconds charged by usage reports beyond it are refunded.
+        """
+        ...
+
+    async def get_billing(self, billing_id: str) -> BillingState | None:
+        """Return the partner's totals for a billing session, or None when it is unknown."""
         ...
 
     async def close(self) -> None: ...

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from playwave.domain.billing import charge_for, incremental_charge, seconds_covered
+from playwave.domain.billing import charge_difference, charge_for, seconds_covered
 from playwave.partner.base import (
     BillingStarted,
+    BillingState,
     Cafe,
     NotChargeable,
     PartnerRejected,
@@ -54,6 +56,9 @@ class SandboxPartner:
         self.loopback_cafe = loopback_cafe
         self.default_price = price_per_hour
         self.prices = dict(prices or {})
+        # Times each idempotency key's step committed in this process; a repeat must never
+        # raise a count above 1.
+        self.applications: Counter[str] = Counter()
 
     async def close(self) -> None:
         return None
@@ -114,7 +119,69 @@ class SandboxPartner:
             rows = await connection.execute(select(sandbox_cafes).order_by(sandbox_cafes.c.cafe_id))
             return [dict(row._mapping) for row in rows]
 
+    @translate_errors
+    async def totals(self) -> dict[str, Any]:
+        """Return what was charged: per billing session, per cafe and over the applied keys.
+
+        `applied_amount` sums the G-coin of every applied idempotency key and must equal the sum
+        of the billing sessions' `charged_amount`; a charge applied twice would break that.
+        """
+        async with self.engine.begin() as connection:
+            billings = [
+                dict(row._mapping)
+                for row in await connection.execute(
+                    select(sandbox_billings).order_by(sandbox_billings.c.billing_id)
+                )
+            ]
+            cafes = [
+                {"cafe_id": row.cafe_id, "balance": row.balance, "suspended": row.suspended}
+                for row in await connection.execute(
+                    select(sandbox_cafes).order_by(sandbox_cafes.c.cafe_id)
+                )
+            ]
+            applied = (
+                await connection.execute(
+                    select(func.count(), func.coalesce(func.sum(sandbox_applied.c.amount), 0))
+                )
+            ).one()
+            keys = [
+                row.idempotency_key
+                for row in await connection.execute(
+                    select(sandbox_applied.c.idempotency_key).order_by(
+                        sandbox_applied.c.idempotency_key
+                    )
+                )
+            ]
+        return {
+            "billings": billings,
+            "cafes": cafes,
+            "applied_keys": int(applied[0]),
+            "applied_amount": int(applied[1]),
+            "keys": keys,
+        }
+
     # The partner interface.
+
+    @translate_errors
+    async def get_billing(self, billing_id: str) -> BillingState | None:
+        async with self.engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    select(sandbox_billings).where(sandbox_billings.c.billing_id == billing_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return BillingState(
+            billing_id=row.billing_id,
+            cafe_id=row.cafe_id,
+            game_session_id=row.game_session_id,
+            price_per_hour=row.price_per_hour,
+            charged_seconds=row.charged_seconds,
+            charged_amount=row.charged_amount,
+            exhausted=row.exhausted,
+            stopped=row.stopped,
+        )
 
     @translate_errors
     async def check_ip(self, ip: str) -> Cafe | None:
@@ -161,7 +228,12 @@ class SandboxPartner:
         )
         if answer.get("refused"):
             raise NotChargeable(answer["refused"])
-        return BillingStarted(answer["billing_id"], answer["balance"], answer["seconds_left"])
+        return BillingStarted(
+            answer["billing_id"],
+            answer["balance"],
+            answer["seconds_left"],
+            answer.get("price_per_hour"),
+        )
 
     async def _start(
         self, connection: AsyncConnection, cafe_id: str, game_id: str, game_session_id: str
@@ -199,6 +271,7 @@ class SandboxPartner:
             "billing_id": billing_id,
             "balance": cafe.balance,
             "seconds_left": _seconds_left(cafe.balance, price, 0),
+            "price_per_hour": price,
         }
         return answer, billing_id, 0
 
@@ -237,20 +310,23 @@ class SandboxPartner:
         ).first()
         assert cafe is not None
 
-        # Reports never move a session backwards, and a stopped or exhausted session charges no
-        # more: the cafe pays for each second at most once.
-        target = max(total_seconds, billing.charged_seconds)
-        if billing.stopped or billing.exhausted:
-            target = billing.charged_seconds
+        target = _settled_total(
+            billing.charged_seconds,
+            total_seconds,
+            stop=stop,
+            stopped=billing.stopped,
+            exhausted=billing.exhausted,
+        )
         price = billing.price_per_hour
-        owed = incremental_charge(billing.charged_seconds, target, price)
+        owed = charge_difference(billing.charged_seconds, target, price)
         exhausted = billing.exhausted
         if owed > cafe.balance:
             target = min(target, seconds_covered(cafe.balance, price, billing.charged_seconds))
-            owed = incremental_charge(billing.charged_seconds, target, price)
+            owed = charge_difference(billing.charged_seconds, target, price)
             exhausted = True
 
         balance = cafe.balance - owed
+        charged_amount = billing.charged_amount + owed
         await connection.execute(
             update(sandbox_cafes)
             .where(sandbox_cafes.c.cafe_id == cafe.cafe_id)
@@ -261,7 +337,7 @@ class SandboxPartner:
             .where(sandbox_billings.c.billing_id == billing_id)
             .values(
                 charged_seconds=target,
-                charged_amount=billing.charged_amount + owed,
+                charged_amount=charged_amount,
                 exhausted=exhausted,
                 stopped=billing.stopped or stop,
             )
@@ -269,6 +345,7 @@ class SandboxPartner:
         answer = {
             "balance": balance,
             "charged_seconds": target,
+            "charged_amount": charged_amount,
             "exhausted": exhausted,
             "seconds_left": 0 if exhausted else _seconds_left(balance, price, target),
         }
@@ -297,7 +374,10 @@ class SandboxPartner:
                             answer=answer,
                         )
                     )
-                return answer
+            if not answer.get("refused"):
+                # Counted only once the transaction committed, so the count is of real charges.
+                self.applications[idempotency_key] += 1
+            return answer
         except IntegrityError:
             # A concurrent call with the same key committed first; return its answer.
             async with self.engine.begin() as connection:
@@ -325,7 +405,26 @@ def _usage(answer: dict[str, Any]) -> UsageReported:
         charged_seconds=answer["charged_seconds"],
         exhausted=answer["exhausted"],
         seconds_left=answer["seconds_left"],
+        charged_amount=answer.get("charged_amount"),
     )
+
+
+def _settled_total(
+    charged_seconds: int, total_seconds: int, *, stop: bool, stopped: bool, exhausted: bool
+) -> int:
+    """Return the cumulative seconds a call moves a billing session to, before the balance check.
+
+    A usage report never moves a session backwards. A stop sets the final total, which may be
+    lower (a refund) but never higher than what an exhausted wallet covered. Once stopped, a
+    session charges no more, so each second is paid for at most once.
+    """
+    if stopped:
+        return charged_seconds
+    if stop:
+        return min(total_seconds, charged_seconds) if exhausted else total_seconds
+    if exhausted:
+        return charged_seconds
+    return max(total_seconds, charged_seconds)
 
 
 def _seconds_left(balance: int, price: int, charged_seconds: int) -> int | None:
