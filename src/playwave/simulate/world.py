@@ -1,0 +1,155 @@
+"""Shared state of a running simulation: clients, game server instances and the truth ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+import structlog
+
+from playwave.simulate.client import GameServerApi, HttpEndpoint
+from playwave.simulate.clock import SimClock
+from playwave.simulate.config import SimulationConfig
+from playwave.simulate.contract import Violation
+from playwave.simulate.ledger import LauncherTruth, SessionTruth
+from playwave.simulate.stats import CallStats
+
+log = structlog.get_logger("playwave.simulate")
+
+
+@dataclass(frozen=True, slots=True)
+class SimGame:
+    game_id: str
+    name: str
+    api_key: str
+    rate_per_hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class SimCafe:
+    index: int
+    cafe_id: str
+    ip: str
+    poor: bool
+
+
+@dataclass
+class GameInstance:
+    """One Roblox server of a game; players join it and it may shut down or crash."""
+
+    game: SimGame
+    number: int
+    api: GameServerApi
+    sessions: set = field(default_factory=set)
+    alive: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.game.name}#{self.number}"
+
+
+async def nap(clock: SimClock, simulated_seconds: float, wake: asyncio.Event) -> bool:
+    """Sleep `simulated_seconds`, or less when `wake` is set; return whether it was set."""
+    if wake.is_set():
+        return True
+    if simulated_seconds <= 0:
+        return False
+    try:
+        async with asyncio.timeout(clock.real_seconds(simulated_seconds)):
+            await wake.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class World:
+    """Everything the seats, sessions and instances share during one run."""
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        clock: SimClock,
+        games: list[SimGame],
+        cafes: list[SimCafe],
+        launcher_key_id: str,
+        launcher_secret: str,
+    ) -> None:
+        self.config = config
+        self.behaviour = config.behaviour
+        self.clock = clock
+        self.games = games
+        self.cafes = cafes
+        self.launcher_key_id = launcher_key_id
+        self.launcher_secret = launcher_secret
+        self.stats = CallStats()
+        self.in_flight = asyncio.Semaphore(config.max_in_flight)
+        self.closing = asyncio.Event()
+        self.truths: dict[str, SessionTruth] = {}
+        self.launchers: list[LauncherTruth] = []
+        self.launcher_apps: list = []
+        self.live_sessions = 0
+        self.events: dict[str, int] = {}
+        self.cafe_endpoints: dict[int, HttpEndpoint] = {}
+        self.game_apis: dict[str, GameServerApi] = {}
+        self.instances: dict[str, list[GameInstance]] = {game.game_id: [] for game in games}
+        self._instance_numbers: dict[str, int] = {game.game_id: 0 for game in games}
+        self.rng = random.Random(config.seed)
+        # The game heartbeat interval in simulated seconds, used until the server advises another.
+        self.heartbeat_interval = config.expected_timer("PLAYWAVE_HEARTBEAT_INTERVAL_SEC") * (
+            config.time_scale
+        )
+
+    def count(self, event: str) -> None:
+        self.events[event] = self.events.get(event, 0) + 1
+
+    def violation(self, endpoint: str, status: int, problem: str) -> None:
+        self.stats.add_violation(Violation(endpoint, status, problem))
+
+    def open_clients(self, game_server_ips: list[str]) -> None:
+        """Open one HTTP client per cafe and per game, each on its own source address."""
+        for cafe in self.cafes:
+            self.cafe_endpoints[cafe.index] = HttpEndpoint(
+                self.config.url, cafe.ip, self.stats, self.in_flight, max_connections=16
+            )
+        for game, address in zip(self.games, game_server_ips, strict=True):
+            endpoint = HttpEndpoint(
+                self.config.url, address, self.stats, self.in_flight, max_connections=64
+            )
+            self.game_apis[game.game_id] = GameServerApi(endpoint, game.api_key)
+
+    async def close_clients(self) -> None:
+        for endpoint in self.cafe_endpoints.values():
+            await endpoint.close()
+        for api in self.game_apis.values():
+            await api.endpoint.close()
+
+    def instance_for(self, game: SimGame) -> GameInstance:
+        """Return a live instance of `game` with room for one more player, starting one if none."""
+        for instance in self.instances[game.game_id]:
+            if instance.alive and len(instance.sessions) < self.behaviour.instance_capacity:
+                return instance
+        self._instance_numbers[game.game_id] += 1
+        instance = GameInstance(
+            game, self._instance_numbers[game.game_id], self.game_apis[game.game_id]
+        )
+        self.instances[game.game_id].append(instance)
+        return instance
+
+    def other_instance(self, current: GameInstance) -> GameInstance:
+        """Return the instance a teleport from `current` lands on (a fresh one if needed)."""
+        candidates = [
+            instance
+            for instance in self.instances[current.game.game_id]
+            if instance is not current
+            and instance.alive
+            and len(instance.sessions) < self.behaviour.instance_capacity
+        ]
+        if candidates:
+            return self.rng.choice(candidates)
+        self._instance_numbers[current.game.game_id] += 1
+        instance = GameInstance(
+            current.game, self._instance_numbers[current.game.game_id], current.api
+        )
+        self.instances[current.game.game_id].append(instance)
+        return instance

@@ -1,0 +1,127 @@
+"""A small simulated day against a real `playwave serve` process on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from playwave.settings import Settings
+from playwave.simulate.config import Behaviour, SimulationConfig, scaled_settings
+from playwave.simulate.engine import run_simulation
+from playwave.simulate.report import write_report
+
+TIME_SCALE = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Start `playwave serve` with timers divided by TIME_SCALE; yield its URL and data dir."""
+    data_dir = tmp_path / "data"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PLAYWAVE_")}
+    env.update(scaled_settings(TIME_SCALE))
+    env.update({"PLAYWAVE_DATA_DIR": str(data_dir), "PLAYWAVE_LANG": "en"})
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "playwave", "serve", "--port", str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        yield url, data_dir
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_small_day_passes(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, data_dir = server
+    # More crashes and stalls than the defaults, so that half an hour shows server-side ends.
+    behaviour = Behaviour(
+        stalled_game_server=0.03,
+        instance_lifetime_mean=1800,
+        instance_crash_share=0.5,
+        game_session_mean=8 * 60,
+        visit_min=20 * 60,
+        visit_max=40 * 60,
+    )
+    config = SimulationConfig(
+        url=url,
+        cafes=3,
+        seats=4,
+        games=2,
+        hours=0.5,
+        time_scale=TIME_SCALE,
+        seed=3,
+        out_dir=tmp_path / "report",
+        drain_timeout_sec=20,
+        behaviour=behaviour,
+    )
+    settings = Settings(data_dir=data_dir, _env_file=None)
+
+    result = await run_simulation(config, settings)
+    summary = write_report(result, config.out_dir)
+
+    assert summary["contract_violations"] == 0, summary["contract_violation_examples"]
+    assert summary["billing_mismatches"] == 0, summary["billing_mismatch_examples"]
+    assert summary["sessions_not_ended"] == 0
+    assert summary["passed"] is True
+    assert "NORMAL" in summary["end_reasons"]
+    assert "HEARTBEAT_TIMEOUT" in summary["end_reasons"]
+    assert summary["launcher_sessions"] >= 12
+
+    written = json.loads((config.out_dir / "report.json").read_text())
+    assert written["sessions"] == summary["sessions"]
+    assert (config.out_dir / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert (config.out_dir / "timeline.csv").read_text().startswith("simulated_hours,")
+    assert "# PlayWave simulation: PASSED" in (config.out_dir / "report.md").read_text()
+
+
+def test_simulate_rejects_remote_url(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PLAYWAVE_")}
+    env.update({"PLAYWAVE_DATA_DIR": str(tmp_path / "data"), "PLAYWAVE_LANG": "en"})
+
+    result = subprocess.run(
+        [sys.executable, "-m", "playwave", "simulate", "--url", "http://10.0.0.5:8000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "not a loopback address" in result.stderr
