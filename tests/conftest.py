@@ -10,12 +10,25 @@ import pytest
 
 from playwave.api.app import create_app
 from playwave.clock import ManualClock
+from playwave.logs import configure_logging
 from playwave.runtime import Runtime, build_runtime
 from playwave.settings import Settings
 from playwave.stores.base import Game, OttGrant
+from tests.backends import (  # noqa: F401  (fixtures)
+    cluster_namespace,
+    postgres_database,
+    postgres_server,
+    redis_cluster,
+    redis_namespace,
+    redis_server,
+    redis_url,
+)
 from tests.helpers import GameServer, mint_ott
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+# Send structlog through standard logging so that pytest captures it per test.
+configure_logging("DEBUG", json=True)
 
 
 @pytest.fixture
@@ -23,9 +36,22 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", secret_key="test-secret", _env_file=None)
+@pytest.fixture(params=["embedded", "postgres-redis"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings of one backend: the embedded SQLite default, or PostgreSQL with Redis.
+
+    The production backend gets a fresh migrated database and its own Redis key prefix.
+    """
+    if request.param == "embedded":
+        return Settings(data_dir=tmp_path / "data", secret_key="test-secret", _env_file=None)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=request.getfixturevalue("postgres_database"),
+        redis_url=redis_url(),
+        redis_prefix=request.getfixturevalue("redis_namespace"),
+        secret_key="test-secret",
+        _env_file=None,
+    )
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from playwave.clock import Clock, SystemClock
+from playwave.jobs.billing import billing_jobs
+from playwave.jobs.launchers import launcher_jobs
 from playwave.jobs.runner import Job, JobRunner
 from playwave.jobs.sessions import SessionJobs
 from playwave.partner.base import Partner
@@ -76,7 +78,12 @@ async def build_runtime(
     if settings.redis_url:
         from playwave.stores.redis.live import RedisLiveStore
 
-        live = await RedisLiveStore.connect(settings.redis_url, cluster=settings.redis_cluster)
+        live = await RedisLiveStore.connect(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            prefix=settings.redis_prefix,
+            clock=clock,
+        )
     else:
         live = SqlLiveStore(engine)
 
@@ -107,4 +114,6 @@ def default_jobs(runtime: Runtime) -> list[Job]:
         Job("flush_heartbeats", settings.heartbeat_flush_sec, session_jobs.flush_heartbeats),
         Job("purge_live", 60.0, session_jobs.purge_live),
         Job("count_live", 15.0, session_jobs.count_live),
+        *launcher_jobs(runtime),
+        *billing_jobs(runtime),
     ]

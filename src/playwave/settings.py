@@ -26,7 +26,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:port/db; unset = live state in SQL"
     )
-    redis_cluster: Literal["auto", "yes", "no"] = "auto"
+    redis_cluster: Literal["auto", "yes", "no"] = Field(
+        "auto", description="Use the Redis Cluster client: yes, no, or auto (ask the server)"
+    )
+    redis_prefix: str = Field(
+        "pw",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key, to share one Redis between deployments",
+    )
     partner_url: str | None = Field(
         None, description="Partner base URL; unset = in-process sandbox"
     )
@@ -57,6 +64,12 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sandbox_loopback_cafe: bool = Field(
         True, description="In the sandbox partner, treat loopback clients as the demo cafe"
+    )
+
+    benchmark_routes: bool = Field(
+        False,
+        description="Serve the no-op route /v1/bench/noop that benchmarks compare against; "
+        "keep off in production",
     )
 
     settlement_timezone: str = "Asia/Seoul"

@@ -139,10 +139,19 @@ class RecordStore(Protocol):
 
     # Launcher sessions.
     async def start_launcher_session(self, session: LauncherSession) -> LauncherSession | None:
-        """Insert `session`, ending the PC's previous open launcher session; return that one."""
+        """Insert `session`, ending the PC's previous open launcher session; return that one.
+
+        Raises `PcBusy` when a concurrent start for the same PC committed first.
+        """
         ...
 
     async def get_launcher_session(self, launcher_session_id: str) -> LauncherSession | None: ...
+
+    async def find_launcher_session_by_token(self, token_hash: str) -> LauncherSession | None:
+        """Return the launcher session (open or ended) whose token has the keyed hash given."""
+        ...
+
+    async def open_launcher_session_on_pc(self, pc_id: str) -> LauncherSession | None: ...
 
     async def touch_launcher_session(self, launcher_session_id: str, at: Millis) -> bool: ...
 
@@ -217,6 +226,48 @@ class RecordStore(Protocol):
     async def retry_partner_call(
         self, call_id: int, next_attempt_at: Millis, error: str
     ) -> None: ...
+
+    async def count_pending_partner_calls(self) -> int: ...
+
+    async def list_sessions(self, after_id: str | None, limit: int) -> list[GameSession]:
+        """Return sessions in any state, ordered by id, for paging through all of them."""
+        ...
+
+    async def partner_calls_of(self, game_session_ids: Sequence[str]) -> list[PartnerCall]:
+        """Return the queued partner calls of these sessions, completed or not, by call id."""
+        ...
+
+    # Usage reports.
+    async def due_usage_reports(
+        self, now: Millis, interval_ms: int, limit: int
+    ) -> list[GameSession]:
+        """Return ACTIVE sessions whose next usage report is due at `now`.
+
+        A session without a scheduled report is due `interval_ms` after its start.
+        """
+        ...
+
+    async def queue_usage_report(
+        self,
+        game_session_id: str,
+        *,
+        reported_sec: int,
+        total_sec: int,
+        next_report_at: Millis,
+        call: PartnerCall | None,
+        at: Millis,
+    ) -> bool:
+        """Move an ACTIVE session's reported seconds to `total_sec` and queue `call` with it.
+
+        One transaction, conditional on the session still being ACTIVE with `reported_sec`
+        reported, so of two workers reporting the same session only one queues a call. Returns
+        whether it applied.
+        """
+        ...
+
+    async def advance_usage_report(self, game_session_id: str, at: Millis) -> bool:
+        """Bring an ACTIVE session's next usage report forward to `at`; never delays it."""
+        ...
 
 
 class LiveStore(Protocol):

@@ -103,9 +103,11 @@ class SqlLiveStore:
     async def put_session(self, session: LiveSession) -> None:
         values = _session_values(session)
         statement = self._upsert(live_sessions).values(**values, heartbeat_dirty=False)
+        # A tombstone is never overwritten: an ended session cannot become live again.
         statement = statement.on_conflict_do_update(
             index_elements=[live_sessions.c.game_session_id],
             set_={name: values[name] for name in _SESSION_COLUMNS if name != "game_session_id"},
+            where=live_sessions.c.state != SessionState.ENDED.value,
         )
         async with self.engine.begin() as connection:
             await connection.execute(statement)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -224,19 +225,23 @@ class SqlRecordStore:
 
     @translate_errors
     async def start_launcher_session(self, session: LauncherSession) -> LauncherSession | None:
-        async with self.engine.begin() as connection:
-            previous_row = (
-                await connection.execute(
-                    update(launcher_sessions)
-                    .where(
-                        launcher_sessions.c.pc_id == session.pc_id,
-                        launcher_sessions.c.ended_at.is_(None),
+        try:
+            async with self.engine.begin() as connection:
+                previous_row = (
+                    await connection.execute(
+                        update(launcher_sessions)
+                        .where(
+                            launcher_sessions.c.pc_id == session.pc_id,
+                            launcher_sessions.c.ended_at.is_(None),
+                        )
+                        .values(ended_at=session.started_at, end_reason="REPLACED")
+                        .returning(*launcher_sessions.c)
                     )
-                    .values(ended_at=session.started_at, end_reason="REPLACED")
-                    .returning(*launcher_sessions.c)
-                )
-            ).first()
-            await connection.execute(insert(launcher_sessions).values(**_fields(session)))
+                ).first()
+                await connection.execute(insert(launcher_sessions).values(**_fields(session)))
+        except IntegrityError as error:
+            # A concurrent start for the same PC committed its open session first.
+            raise PcBusy(session.pc_id) from error
         return _launcher_session(previous_row) if previous_row else None
 
     @translate_errors
@@ -246,6 +251,30 @@ class SqlRecordStore:
                 await connection.execute(
                     select(launcher_sessions).where(
                         launcher_sessions.c.launcher_session_id == launcher_session_id
+                    )
+                )
+            ).first()
+        return _launcher_session(row) if row else None
+
+    @translate_errors
+    async def find_launcher_session_by_token(self, token_hash: str) -> LauncherSession | None:
+        # Like API keys, a token is found by its keyed hash, so no token is compared directly.
+        async with self.engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    select(launcher_sessions).where(launcher_sessions.c.token_hash == token_hash)
+                )
+            ).first()
+        return _launcher_session(row) if row else None
+
+    @translate_errors
+    async def open_launcher_session_on_pc(self, pc_id: str) -> LauncherSession | None:
+        async with self.engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    select(launcher_sessions).where(
+                        launcher_sessions.c.pc_id == pc_id,
+                        launcher_sessions.c.ended_at.is_(None),
                     )
                 )
             ).first()
@@ -310,6 +339,11 @@ class SqlRecordStore:
             existing = await self.get_session_by_ott(session.ott)
             if existing is not None:
                 raise OttConsumed(existing) from error
+            # Re-reading the PC's live session is not enough: a racing verify may already have
+            # replaced it, so the unique index that rejected the insert is what counts.
+            message = str(error.orig)
+            if "ux_game_sessions_live_pc" in message or "game_sessions.pc_id" in message:
+                raise PcBusy(session.pc_id) from error
             if await self.live_session_on_pc(session.pc_id) is not None:
                 raise PcBusy(session.pc_id) from error
             raise
@@ -394,20 +428,57 @@ class SqlRecordStore:
     async def record_heartbeats(self, beats: Sequence[tuple[str, Millis]]) -> int:
         if not beats:
             return 0
-        updated = 0
+
+        # One row per session with its latest beat, sorted by id. executemany updates the rows in
+        # that order, so two concurrent flushes take their row locks in the same order.
+        latest: dict[str, Millis] = {}
+        for game_session_id, at in beats:
+            latest[game_session_id] = max(at, latest.get(game_session_id, at))
+        if self.engine.dialect.name == "postgresql":
+            return await self._record_heartbeats_postgresql(sorted(latest.items()))
+
+        parameters = [
+            {"beat_session_id": game_session_id, "beat_at": at}
+            for game_session_id, at in sorted(latest.items())
+        ]
+
+        statement = (
+            update(game_sessions)
+            .where(
+                game_sessions.c.game_session_id == bindparam("beat_session_id"),
+                # Plain comparisons, because an expanding IN cannot run as executemany.
+                or_(*(game_sessions.c.state == state for state in _LIVE)),
+                game_sessions.c.last_heartbeat_at < bindparam("beat_at"),
+            )
+            .values(last_heartbeat_at=bindparam("beat_at"))
+        )
         async with self.engine.begin() as connection:
-            for game_session_id, at in beats:
-                result = await connection.execute(
-                    update(game_sessions)
-                    .where(
-                        game_sessions.c.game_session_id == game_session_id,
-                        game_sessions.c.state.in_(_LIVE),
-                        game_sessions.c.last_heartbeat_at < at,
-                    )
-                    .values(last_heartbeat_at=at)
-                )
-                updated += result.rowcount
-        return updated
+            result = await connection.execute(statement, parameters)
+        return max(result.rowcount, 0)
+
+    async def _record_heartbeats_postgresql(self, beats: list[tuple[str, Millis]]) -> int:
+        """Apply `beats` in one UPDATE joined to the unnested arrays of ids and times.
+
+        asyncpg reports no row count for executemany, and one statement takes one round trip.
+        NOTE: PostgreSQL may join in any order, so two flushes sharing ids could still deadlock.
+        The server then aborts one flush, and the live copies keep its heartbeats.
+        """
+        statement = text(
+            "UPDATE game_sessions AS session SET last_heartbeat_at = beat.at "
+            "FROM (SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:ats AS bigint[])) "
+            "AS beat_rows(id, at) ORDER BY id) AS beat "
+            "WHERE session.game_session_id = beat.id "
+            "AND session.state IN ('ACTIVE', 'GRACE') "
+            "AND session.last_heartbeat_at < beat.at"
+        ).bindparams(
+            bindparam("ids", type_=ARRAY(String)), bindparam("ats", type_=ARRAY(BigInteger))
+        )
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                statement,
+                {"ids": [beat[0] for beat in beats], "ats": [beat[1] for beat in beats]},
+            )
+        return result.rowcount
 
     @translate_errors
     async def overdue_sessions(self, now: Millis, timers: Timers, limit: int) -> list[GameSession]:
@@ -507,6 +578,103 @@ class SqlRecordStore:
                 .where(partner_calls.c.call_id == call_id, partner_calls.c.completed_at.is_(None))
                 .values(next_attempt_at=next_attempt_at, lease_until=None, last_error=error[:2000])
             )
+
+    @translate_errors
+    async def count_pending_partner_calls(self) -> int:
+        query = (
+            select(func.count())
+            .select_from(partner_calls)
+            .where(partner_calls.c.completed_at.is_(None))
+        )
+        async with self.engine.begin() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    @translate_errors
+    async def list_sessions(self, after_id: str | None, limit: int) -> list[GameSession]:
+        query = select(game_sessions)
+        if after_id is not None:
+            query = query.where(game_sessions.c.game_session_id > after_id)
+        query = query.order_by(game_sessions.c.game_session_id).limit(limit)
+        async with self.engine.begin() as connection:
+            return [_session(row) for row in await connection.execute(query)]
+
+    @translate_errors
+    async def partner_calls_of(self, game_session_ids: Sequence[str]) -> list[PartnerCall]:
+        if not game_session_ids:
+            return []
+        query = (
+            select(partner_calls)
+            .where(partner_calls.c.game_session_id.in_(list(game_session_ids)))
+            .order_by(partner_calls.c.call_id)
+        )
+        async with self.engine.begin() as connection:
+            return [_partner_call(row) for row in await connection.execute(query)]
+
+    # Usage reports.
+
+    @translate_errors
+    async def due_usage_reports(
+        self, now: Millis, interval_ms: int, limit: int
+    ) -> list[GameSession]:
+        never_reported = and_(
+            game_sessions.c.next_report_at.is_(None),
+            game_sessions.c.started_at <= now - interval_ms,
+        )
+        query = (
+            select(game_sessions)
+            .where(
+                game_sessions.c.state == SessionState.ACTIVE.value,
+                or_(game_sessions.c.next_report_at <= now, never_reported),
+            )
+            .order_by(game_sessions.c.game_session_id)
+            .limit(limit)
+        )
+        async with self.engine.begin() as connection:
+            return [_session(row) for row in await connection.execute(query)]
+
+    @translate_errors
+    async def queue_usage_report(
+        self,
+        game_session_id: str,
+        *,
+        reported_sec: int,
+        total_sec: int,
+        next_report_at: Millis,
+        call: PartnerCall | None,
+        at: Millis,
+    ) -> bool:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(game_sessions)
+                .where(
+                    game_sessions.c.game_session_id == game_session_id,
+                    game_sessions.c.state == SessionState.ACTIVE.value,
+                    game_sessions.c.reported_sec == reported_sec,
+                )
+                .values(reported_sec=total_sec, next_report_at=next_report_at)
+            )
+            if result.rowcount != 1:
+                return False
+            if call is not None:
+                await connection.execute(insert(partner_calls).values(**_call_values(call, at)))
+        return True
+
+    @translate_errors
+    async def advance_usage_report(self, game_session_id: str, at: Millis) -> bool:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(game_sessions)
+                .where(
+                    game_sessions.c.game_session_id == game_session_id,
+                    game_sessions.c.state == SessionState.ACTIVE.value,
+                    or_(
+                        game_sessions.c.next_report_at.is_(None),
+                        game_sessions.c.next_report_at > at,
+                    ),
+                )
+                .values(next_report_at=at)
+            )
+        return result.rowcount == 1
 
 
 def _fields(record: Any) -> dict[str, Any]:

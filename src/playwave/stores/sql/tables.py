@@ -122,6 +122,9 @@ game_sessions = Table(
     Column("billable_sec", BigInteger, nullable=True),
     Column("client_play_duration_sec", BigInteger, nullable=True),
     Column("reported_sec", BigInteger, nullable=False, server_default="0"),
+    # When the next usage report of an ACTIVE session is due; NULL means started_at plus the
+    # report interval.
+    Column("next_report_at", BigInteger, nullable=True),
     CheckConstraint("state IN ('ACTIVE', 'GRACE', 'ENDING', 'ENDED')", name="state_known"),
     CheckConstraint(
         "(state = 'ENDED') = (ended_at IS NOT NULL AND end_reason IS NOT NULL "
@@ -145,6 +148,12 @@ game_sessions = Table(
         postgresql_where=text(LIVE_STATE_SQL),
     ),
     Index("ix_game_sessions_launcher", "launcher_session_id"),
+    Index(
+        "ix_game_sessions_report_due",
+        "next_report_at",
+        sqlite_where=text("state = 'ACTIVE'"),
+        postgresql_where=text("state = 'ACTIVE'"),
+    ),
     Index("ix_game_sessions_ended", "ended_at"),
 )
 

@@ -9,7 +9,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-import playwave.partner.sandbox_tables  # noqa: F401  (registers the sandbox partner tables)
+import playwave.partner.sandbox_tables  # registers the sandbox partner tables
+import playwave.stores.sql.settlement  # noqa: F401  (registers the settlement tables)
 from playwave.stores.sql.tables import metadata
 
 config = context.config

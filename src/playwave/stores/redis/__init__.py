@@ -1,0 +1,1 @@
+"""The live store on Redis, standalone or Cluster."""
