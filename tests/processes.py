@@ -79,7 +79,7 @@ def running_server(env: dict[str, str], *args: str) -> Iterator[str]:
             process.wait()
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_until_ready(base_url: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

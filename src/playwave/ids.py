@@ -6,6 +6,7 @@ malformed input is a 400 and never reaches a store.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -25,6 +26,18 @@ LAUNCH_DATA_PREFIX = "playwave_"
 
 def new_game_session_id() -> str:
     return f"gs_{uuid.uuid4()}"
+
+
+def game_session_id_for(ott: str) -> str:
+    """Return the game session id that verifying `ott` creates.
+
+    The id is derived from the OTT (a UUID4-shaped digest), so a verify retried after the
+    partner's answer was lost opens billing for the same session id it will record.
+    """
+    digest = bytearray(hashlib.sha256(f"game-session\n{ott}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return f"gs_{uuid.UUID(bytes=bytes(digest))}"
 
 
 def new_launcher_session_id() -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
 
-from fastapi import Header, Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader
 
 from playwave.runtime import Runtime
 from playwave.services.errors import BadRequest, RateLimited
@@ -15,8 +16,12 @@ def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def require_json(request: Request) -> None:
-    """Reject a body sent with a Content-Type other than JSON; a missing one is read as JSON."""
+async def require_json(request: Request) -> None:
+    """Reject a body sent with a Content-Type other than JSON; a missing one is read as JSON.
+
+    A coroutine, because FastAPI runs a plain function dependency in its thread pool, and that
+    hand-off to a thread and back costs more than the check itself on every request.
+    """
     content_type = request.headers.get("content-type")
     if content_type is None:
         return
@@ -60,9 +65,14 @@ def _is_ip(address: str) -> bool:
     return True
 
 
+API_KEY_HEADER = APIKeyHeader(
+    name="X-Api-Key", auto_error=False, description="The game's API key, one per environment."
+)
+
+
 async def api_key(
     request: Request,
-    x_api_key: str | None = Header(default=None, description="The game's API key"),
+    x_api_key: str | None = Security(API_KEY_HEADER),
 ) -> AuthenticatedKey:
     runtime = get_runtime(request)
     limits = request.app.state.rate_limits

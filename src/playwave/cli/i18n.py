@@ -19,7 +19,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "API key {key_id} was not found or is already revoked.",
         "API 키 {key_id}를 찾을 수 없거나 이미 폐기되었습니다.",
     ),
-    "game_not_found": ("Game {game_id} was not found.", "게임 {game_id}를 찾을 수 없습니다."),
+    "game_not_found": (
+        "Game {game_id} was not found or is inactive.",
+        "게임 {game_id}를 찾을 수 없거나 비활성 상태입니다.",
+    ),
+    "game_deactivated": ("Game {game_id} is now inactive.", "게임 {game_id}를 비활성화했습니다."),
     "ott_minted": (
         "OTT for {game_id} on PC {pc_id} (valid {expires_in} s):",
         "PC {pc_id}의 {game_id}용 OTT입니다 ({expires_in}초 동안 유효):",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import os
 import signal
 
@@ -39,6 +40,16 @@ app.add_typer(sessions_app, name="sessions")
 JsonOption = typer.Option(False, "--json", help="Print one JSON object. / JSON으로 출력")
 
 
+@app.callback()
+def configure_cli_logging() -> None:
+    """Send logs to stderr, so stdout carries only a command's result.
+
+    One-shot commands log warnings and errors unless PLAYWAVE_LOG_LEVEL asks for more; `serve`
+    and `worker` reconfigure with the settings' level.
+    """
+    configure_logging(os.environ.get("PLAYWAVE_LOG_LEVEL", "WARNING"), json=True)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -66,6 +77,11 @@ def serve(
     # Each API process builds its app from the environment, so the choice travels there.
     run_jobs = settings.embedded if jobs is None else jobs
     os.environ["PLAYWAVE_SERVE_JOBS"] = "1" if run_jobs else "0"
+    options: dict[str, object] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # Several processes importing the app at once on a small machine can take longer than
+        # uvicorn's default of 5 s to answer the supervisor's first health check.
+        options["timeout_worker_healthcheck"] = 60
     uvicorn.run(
         "playwave.api.factory:app_from_environment",
         factory=True,
@@ -75,6 +91,7 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=20,
         proxy_headers=False,
+        **options,
     )
 
 
@@ -172,7 +189,7 @@ def games_deactivate(game_id: str = typer.Argument(..., help="The game to deacti
     """Deactivate a game: its keys stop working and launchers no longer list it."""
     if not run(lambda runtime: runtime.records.set_game_active(game_id, False)):
         fail(t("game_not_found", game_id=game_id))
-    console.print(f"{game_id}: inactive")
+    console.print(t("game_deactivated", game_id=game_id))
 
 
 @keys_app.command("create")
@@ -205,10 +222,16 @@ def keys_create(
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str = typer.Argument(..., help="key_id to revoke.")) -> None:
+def keys_revoke(
+    key_id: str = typer.Argument(..., metavar="KEY_ID", help="key_id to revoke."),
+    json_output: bool = JsonOption,
+) -> None:
     """Revoke an API key; every server process rejects it within seconds."""
     if not run(lambda runtime: runtime.api_keys.revoke(key_id)):
         fail(t("key_not_found", key_id=key_id))
+    if json_output:
+        print_json({"key_id": key_id, "revoked": True})
+        return
     console.print(t("key_revoked", key_id=key_id))
 
 
@@ -284,13 +307,26 @@ def sandbox_ott(
 
 
 @sessions_app.command("end")
-def sessions_end(game_session_id: str = typer.Argument(..., help="gs_... to end.")) -> None:
+def sessions_end(
+    game_session_id: str = typer.Argument(..., metavar="GAME_SESSION_ID", help="gs_... to end."),
+    json_output: bool = JsonOption,
+) -> None:
     """End a live session as an operator (end reason ADMIN_TERMINATED)."""
     if not ids.GAME_SESSION_ID.fullmatch(game_session_id):
         fail(t("invalid_value", detail=f"{game_session_id} is not a game session id"))
     ended = run(lambda runtime: runtime.sessions.terminate(game_session_id))
     if ended is None:
         fail(t("session_not_live", game_session_id=game_session_id))
+    if json_output:
+        print_json(
+            {
+                "game_session_id": game_session_id,
+                "end_reason": ended.end_reason,
+                "play_duration_sec": ended.play_duration_sec,
+                "billable_sec": ended.billable_sec,
+            }
+        )
+        return
     console.print(t("session_terminated", game_session_id=game_session_id, reason=ended.end_reason))
 
 

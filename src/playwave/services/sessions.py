@@ -103,7 +103,7 @@ class GameSessions:
         if grant.game_id != key.game_id:
             return self._invalid("GAME_MISMATCH", ott, key)
 
-        game_session_id = ids.new_game_session_id()
+        game_session_id = ids.game_session_id_for(ott)
         try:
             started = await self.partner.start_billing(
                 idempotency_key=f"start:{ott}",
