@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -46,6 +47,8 @@ class ApiKeys:
     A lookup hashes the presented key with the server secret and finds the row by that digest,
     so no stored secret is ever compared byte by byte. Answers are cached per process for
     `cache_seconds`, which bounds how long a revoked key or a deactivated game keeps working.
+    Concurrent requests that miss the cache for the same key share one records lookup, so an
+    expiring entry under load costs one lookup rather than one per request in flight.
     """
 
     def __init__(
@@ -56,13 +59,14 @@ class ApiKeys:
         self.secret_key = secret_key
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, AuthenticatedKey | None]] = {}
+        self._lookups: dict[str, asyncio.Future[AuthenticatedKey | None]] = {}
 
     async def issue(self, game_id: str, environment: str) -> IssuedKey:
         if environment not in ENVIRONMENTS:
             raise ValueError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
         game = await self.records.get_game(game_id)
-        if game is None:
-            raise LookupError(f"game {game_id} not found")
+        if game is None or not game.active:
+            raise LookupError(f"game {game_id} not found or inactive")
 
         key_id = ids.new_key_id("key")
         api_key = f"pw_{environment}_{secrets.token_urlsafe(32)}"
@@ -93,13 +97,30 @@ class ApiKeys:
         if cached is not None and cached[0] > time.monotonic():
             found = cached[1]
         else:
-            found = await self._lookup(digest)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (time.monotonic() + self.cache_seconds, found)
+            found = await self._shared_lookup(digest)
 
         if found is None:
             raise InvalidApiKey("The API key is unknown, revoked, or its game is inactive.")
+        return found
+
+    async def _shared_lookup(self, digest: str) -> AuthenticatedKey | None:
+        """Look `digest` up in the records and cache the answer, once for all waiting requests.
+
+        The lookup runs as its own task and each request awaits it shielded, so a request that
+        is cancelled does not cancel the lookup for the others.
+        """
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup_and_cache(digest))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(digest, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup_and_cache(self, digest: str) -> AuthenticatedKey | None:
+        found = await self._lookup(digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (time.monotonic() + self.cache_seconds, found)
         return found
 
     async def _lookup(self, digest: str) -> AuthenticatedKey | None:
