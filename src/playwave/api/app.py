@@ -77,6 +77,10 @@ def create_app(
     app.include_router(health.router)
     for router in _extra_routers():
         app.include_router(router)
+    if settings.benchmark_routes:
+        from playwave.api.routes import bench
+
+        app.include_router(bench.router)
     return app
 
 
