@@ -44,6 +44,8 @@ async def test_openapi_lists_game_routes(client):
     assert "delete" in paths["/v1/game/session/end"]
     assert "post" in paths["/v1/game/session/check"]
     assert (await client.get("/docs")).status_code == 200
+    assert "422" not in paths["/v1/game/session/verify"]["post"]["responses"]
+    assert "400" in paths["/v1/game/session/verify"]["post"]["responses"]
 
 
 async def test_logs_never_contain_api_key(game_server: GameServer, ott, caplog):

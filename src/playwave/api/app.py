@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -77,11 +78,34 @@ def create_app(
     app.include_router(health.router)
     for router in _extra_routers():
         app.include_router(router)
+    app.openapi = lambda: _openapi_without_422(app)
     if settings.benchmark_routes:
         from playwave.api.routes import bench
 
         app.include_router(bench.router)
     return app
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """Return the OpenAPI document without FastAPI's default 422 answers.
+
+    Invalid input is answered with 400 BAD_REQUEST in the error envelope, which the routes
+    declare themselves, so the generated 422 entries would document answers that never occur.
+    """
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    app.openapi_schema = document
+    return document
 
 
 def _extra_routers() -> list[Any]:
