@@ -32,7 +32,7 @@ def game_session_id_for(ott: str) -> str:
     """Return the game session id that verifying `ott` creates.
 
     The id is derived from the OTT (a UUID4-shaped digest), so a verify retried after the
-    partner's answer was lost opens billing for the same session id it will record.
+    partner's response was lost opens billing for the same session id it will record.
     """
     digest = bytearray(hashlib.sha256(f"game-session\n{ott}".encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x40

@@ -52,8 +52,8 @@ def create_app(
         try:
             yield
         finally:
-            # Uvicorn has stopped accepting and drained in-flight requests by now; stopping the
-            # jobs runs each step once more so queued heartbeats and partner calls are flushed.
+            # Uvicorn has stopped accepting and drained in-flight requests by now. Stopping the
+            # jobs runs each step once more, so queued heartbeats and partner calls are flushed.
             if should_run_jobs:
                 await current.stop_jobs()
             if owned:
@@ -87,10 +87,10 @@ def create_app(
 
 
 def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
-    """Return the OpenAPI document without FastAPI's default 422 answers.
+    """Return the OpenAPI document without FastAPI's default 422 responses.
 
-    Invalid input is answered with 400 BAD_REQUEST in the error envelope, which the routes
-    declare themselves, so the generated 422 entries would document answers that never occur.
+    Invalid input gets 400 BAD_REQUEST in the error envelope, which the routes declare
+    themselves, so the generated 422 entries would document responses that never occur.
     """
     if app.openapi_schema is not None:
         return app.openapi_schema

@@ -71,8 +71,8 @@ class SessionJobs:
     async def flush_heartbeats(self) -> int:
         """Copy heartbeats from the live store to the records in one batch.
 
-        If the records write fails, the taken heartbeats are not retried, but the live copies
-        still hold them, so the sweeps still see the fresher time; only the durable lag grows.
+        If the records write fails, the taken heartbeats are not retried. The live copies still
+        hold them, so the sweeps still see the fresher time, and only the durable lag grows.
         """
         beats = await self.sessions.live.take_heartbeats(self.batch_size * 4)
         if beats:
