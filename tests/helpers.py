@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 
-from playwave import ids
 from playwave.partner.sandbox import DEMO_CAFE_ID
 from playwave.runtime import Runtime
 from playwave.stores.base import OttGrant
@@ -17,15 +16,13 @@ from playwave.stores.base import OttGrant
 async def mint_ott(
     runtime: Runtime, game_id: str, pc_id: str = "pc-1", launcher_session_id: str | None = None
 ) -> OttGrant:
-    now = runtime.clock.now()
-    grant = OttGrant(
-        ott=ids.new_ott(),
+    grant = OttGrant.issue(
         game_id=game_id,
         pc_id=pc_id,
         cafe_id=DEMO_CAFE_ID,
         launcher_session_id=launcher_session_id,
-        issued_at=now,
-        expires_at=now + runtime.settings.timers.ott_ttl_ms,
+        now=runtime.clock.now(),
+        ttl_ms=runtime.settings.timers.ott_ttl_ms,
     )
     await runtime.live.put_ott(grant)
     return grant

@@ -18,7 +18,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from playwave import ids
 from playwave.clock import ManualClock
 from playwave.partner.http import HttpPartner
 from playwave.partner.simulator import (
@@ -87,15 +86,13 @@ def billing(runtime: Runtime) -> Billing:
 
 async def mint_cafe_ott(runtime: Runtime, game_id: str, pc_id: str, cafe_id: str) -> OttGrant:
     """Issue an OTT for `cafe_id`, as the launcher API does for a PC in that cafe."""
-    now = runtime.clock.now()
-    grant = OttGrant(
-        ott=ids.new_ott(),
+    grant = OttGrant.issue(
         game_id=game_id,
         pc_id=pc_id,
         cafe_id=cafe_id,
         launcher_session_id=None,
-        issued_at=now,
-        expires_at=now + runtime.settings.timers.ott_ttl_ms,
+        now=runtime.clock.now(),
+        ttl_ms=runtime.settings.timers.ott_ttl_ms,
     )
     await runtime.live.put_ott(grant)
     return grant

@@ -275,15 +275,13 @@ def sandbox_ott(
         found = await runtime.records.get_game(game)
         if found is None or not found.active:
             fail(t("game_not_found", game_id=game))
-        now = runtime.clock.now()
-        grant = OttGrant(
-            ott=ids.new_ott(),
+        grant = OttGrant.issue(
             game_id=game,
             pc_id=pc,
             cafe_id=DEMO_CAFE_ID,
             launcher_session_id=None,
-            issued_at=now,
-            expires_at=now + runtime.settings.timers.ott_ttl_ms,
+            now=runtime.clock.now(),
+            ttl_ms=runtime.settings.timers.ott_ttl_ms,
         )
         await runtime.live.put_ott(grant)
         return grant

@@ -230,14 +230,13 @@ class LauncherSessions:
             raise GameNotFound(f"Game {game_id} was not found or is not active.")
 
         now = self.clock.now()
-        grant = OttGrant(
-            ott=ids.new_ott(),
+        grant = OttGrant.issue(
             game_id=game_id,
             pc_id=session.pc_id,
             cafe_id=session.cafe_id,
             launcher_session_id=session.launcher_session_id,
-            issued_at=now,
-            expires_at=now + self.timers.ott_ttl_ms,
+            now=now,
+            ttl_ms=self.timers.ott_ttl_ms,
         )
         await self.live.put_ott(grant)
         log.info(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from playwave import ids
 from playwave.clock import Millis
 from playwave.domain.lifecycle import EndReason, GameSession, SessionEnd, Timers
 from playwave.domain.live import LiveSession, Touch
@@ -89,6 +90,28 @@ class OttGrant:
     launcher_session_id: str | None
     issued_at: Millis
     expires_at: Millis
+
+    @classmethod
+    def issue(
+        cls,
+        *,
+        game_id: str,
+        pc_id: str,
+        cafe_id: str,
+        launcher_session_id: str | None,
+        now: Millis,
+        ttl_ms: int,
+    ) -> OttGrant:
+        """Return a new grant with a fresh OTT, valid for `ttl_ms` from `now`."""
+        return cls(
+            ott=ids.new_ott(),
+            game_id=game_id,
+            pc_id=pc_id,
+            cafe_id=cafe_id,
+            launcher_session_id=launcher_session_id,
+            issued_at=now,
+            expires_at=now + ttl_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
