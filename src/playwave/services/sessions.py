@@ -34,7 +34,7 @@ log = structlog.get_logger("playwave.sessions")
 
 # How long an end may stall (a crash between its steps) before a sweeper finishes it.
 ENDING_RETRY_MS = 10_000
-# How long an ended session's tombstone stays in the live store for fast 410 answers.
+# How long an ended session's tombstone stays in the live store, so 410 responses need no SQL.
 TOMBSTONE_MS = 600_000
 
 
@@ -90,7 +90,7 @@ class GameSessions:
 
         Exactly one of any number of concurrent verifies of one OTT creates the session: the
         records hold one session per OTT. A repeat by the same game and user while the session is
-        live answers the same id, so a game server whose first call timed out keeps its player.
+        live returns the same id, so a game server whose first call timed out keeps its player.
         """
         now = self.clock.now()
         existing = await self.records.get_session_by_ott(ott)
@@ -236,7 +236,7 @@ class GameSessions:
     async def _touch_from_records(
         self, key: AuthenticatedKey, game_session_id: str, provider_user_id: str, now: Millis
     ) -> Touch:
-        """Answer a heartbeat the live store does not know, from the durable record.
+        """Apply a heartbeat that the live store does not know, using the durable record.
 
         The live copy may be missing because its tombstone expired or because the live store
         lost its data; a live record is then copied back and the heartbeat applied to it.
@@ -346,8 +346,8 @@ class GameSessions:
         """End `record` for `reason` requested at `at`; every end path goes through here.
 
         Returns the ended record, or None when another caller ended the session first. The live
-        copy is marked ENDING first so that heartbeats answer SESSION_ENDING while the records
-        are written; the stop-billing call is queued in the same transaction as the end.
+        copy is marked ENDING first, so heartbeats get SESSION_ENDING while the records are
+        written. The stop-billing call is queued in the same transaction as the end.
         """
         game_session_id = record.game_session_id
         live_copy = await self.live.get_session(game_session_id)

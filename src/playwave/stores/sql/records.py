@@ -498,7 +498,15 @@ class SqlRecordStore:
 
     @translate_errors
     async def live_sessions(self, after_id: str | None, limit: int) -> list[GameSession]:
-        query = select(game_sessions).where(game_sessions.c.state.in_(_NOT_ENDED))
+        return await self._session_page(
+            game_sessions.c.state.in_(_NOT_ENDED), after_id=after_id, limit=limit
+        )
+
+    async def _session_page(
+        self, *conditions: Any, after_id: str | None, limit: int
+    ) -> list[GameSession]:
+        """Return up to `limit` sessions matching `conditions`, in id order after `after_id`."""
+        query = select(game_sessions).where(*conditions)
         if after_id is not None:
             query = query.where(game_sessions.c.game_session_id > after_id)
         query = query.order_by(game_sessions.c.game_session_id).limit(limit)
@@ -591,12 +599,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def list_sessions(self, after_id: str | None, limit: int) -> list[GameSession]:
-        query = select(game_sessions)
-        if after_id is not None:
-            query = query.where(game_sessions.c.game_session_id > after_id)
-        query = query.order_by(game_sessions.c.game_session_id).limit(limit)
-        async with self.engine.begin() as connection:
-            return [_session(row) for row in await connection.execute(query)]
+        return await self._session_page(after_id=after_id, limit=limit)
 
     @translate_errors
     async def partner_calls_of(self, game_session_ids: Sequence[str]) -> list[PartnerCall]:
