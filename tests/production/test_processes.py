@@ -48,8 +48,12 @@ def production_env(request, tmp_path, postgres_database) -> dict[str, str]:
 @contextmanager
 def workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen]]:
     processes = [
-        subprocess.Popen([sys.executable, "-m", "playwave", "worker"], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-m", "playwave", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(count)
     ]
     try:
@@ -68,9 +72,12 @@ def workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen]]
 
 def settings_of(env: dict[str, str]) -> Settings:
     return Settings(
-        database_url=env["PLAYWAVE_DATABASE_URL"], redis_url=env["PLAYWAVE_REDIS_URL"],
-        redis_prefix=env["PLAYWAVE_REDIS_PREFIX"], secret_key=env["PLAYWAVE_SECRET_KEY"],
-        session_ttl_sec=3, _env_file=None,
+        database_url=env["PLAYWAVE_DATABASE_URL"],
+        redis_url=env["PLAYWAVE_REDIS_URL"],
+        redis_prefix=env["PLAYWAVE_REDIS_PREFIX"],
+        secret_key=env["PLAYWAVE_SECRET_KEY"],
+        session_ttl_sec=3,
+        _env_file=None,
     )
 
 
@@ -87,8 +94,13 @@ def session_record(env: dict[str, str], game_session_id: str) -> GameSession | N
 
 def test_three_servers_two_workers(production_env):
     env = production_env
-    upgrade = subprocess.run([sys.executable, "-m", "playwave", "db", "upgrade"], env=env,
-                             capture_output=True, text=True, check=False)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "playwave", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
 
     with workers(env, 2) as worker_processes, running_server(env, "--workers", "3") as base_url:
@@ -97,22 +109,31 @@ def test_three_servers_two_workers(production_env):
         headers = {"X-Api-Key": key["api_key"]}
         with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
             played = run_cli(env, "sandbox", "ott", "--game", game["game_id"], "--pc", "pc-1")
-            verify = client.post("/v1/game/session/verify",
-                                 json={"ott": played["launch_data"], "provider_user_id": "7"})
+            verify = client.post(
+                "/v1/game/session/verify",
+                json={"ott": played["launch_data"], "provider_user_id": "7"},
+            )
             session_id = verify.json()["data"]["game_session_id"]
             beats = [
-                client.patch("/v1/game/session/heartbeat",
-                             json={"game_session_id": session_id, "provider_user_id": "7"})
+                client.patch(
+                    "/v1/game/session/heartbeat",
+                    json={"game_session_id": session_id, "provider_user_id": "7"},
+                )
                 for _ in range(6)
             ]
-            end = client.request("DELETE", "/v1/game/session/end",
-                                 json={"game_session_id": session_id, "play_duration_sec": 0})
-            end_again = client.request("DELETE", "/v1/game/session/end",
-                                       json={"game_session_id": session_id})
+            end = client.request(
+                "DELETE",
+                "/v1/game/session/end",
+                json={"game_session_id": session_id, "play_duration_sec": 0},
+            )
+            end_again = client.request(
+                "DELETE", "/v1/game/session/end", json={"game_session_id": session_id}
+            )
 
             abandoned = run_cli(env, "sandbox", "ott", "--game", game["game_id"], "--pc", "pc-2")
-            silent = client.post("/v1/game/session/verify",
-                                 json={"ott": abandoned["ott"], "provider_user_id": "8"})
+            silent = client.post(
+                "/v1/game/session/verify", json={"ott": abandoned["ott"], "provider_user_id": "8"}
+            )
             silent_id = silent.json()["data"]["game_session_id"]
 
             # No request touches the silent session again: a worker must end it on its own.
@@ -121,8 +142,10 @@ def test_three_servers_two_workers(production_env):
             while record.state is not SessionState.ENDED and time.monotonic() < deadline:
                 time.sleep(0.5)
                 record = session_record(env, silent_id)
-            after = client.patch("/v1/game/session/heartbeat",
-                                 json={"game_session_id": silent_id, "provider_user_id": "8"})
+            after = client.patch(
+                "/v1/game/session/heartbeat",
+                json={"game_session_id": silent_id, "provider_user_id": "8"},
+            )
 
         for process in worker_processes:
             process.send_signal(signal.SIGTERM)
@@ -148,11 +171,19 @@ async def _seed_expired_sessions(settings: Settings, count: int) -> None:
         for number in range(count):
             session = GameSession(
                 game_session_id=f"gs_00000000-0000-4000-8000-{number:012d}",
-                ott=f"00000000-0000-4000-8000-{number:012d}", game_id=game.game_id,
-                api_key_id="key_seed", environment="live", provider_user_id=str(number + 1),
-                cafe_id="cafe_demo", pc_id=f"pc-{number}", launcher_session_id=None,
-                rate_per_hour=600, billing_id=None, state=SessionState.ACTIVE,
-                started_at=long_ago, last_heartbeat_at=long_ago + 1000,
+                ott=f"00000000-0000-4000-8000-{number:012d}",
+                game_id=game.game_id,
+                api_key_id="key_seed",
+                environment="live",
+                provider_user_id=str(number + 1),
+                cafe_id="cafe_demo",
+                pc_id=f"pc-{number}",
+                launcher_session_id=None,
+                rate_per_hour=600,
+                billing_id=None,
+                state=SessionState.ACTIVE,
+                started_at=long_ago,
+                last_heartbeat_at=long_ago + 1000,
             )
             await runtime.records.create_session(session)
             await runtime.live.put_session(LiveSession.from_record(session, settings.timers))
@@ -165,19 +196,30 @@ async def _count_ends(settings: Settings) -> tuple[int, int, int]:
     try:
         engine = runtime.records.engine
         async with engine.connect() as connection:
-            ended = (await connection.execute(
-                select(func.count()).select_from(game_sessions)
-                .where(game_sessions.c.state == "ENDED")
-            )).scalar_one()
-            timeouts = (await connection.execute(
-                select(func.count()).select_from(game_sessions)
-                .where(game_sessions.c.end_reason == "HEARTBEAT_TIMEOUT",
-                       game_sessions.c.ended_at == game_sessions.c.last_heartbeat_at)
-            )).scalar_one()
-            stops = (await connection.execute(
-                select(func.count()).select_from(partner_calls)
-                .where(partner_calls.c.kind == "stop")
-            )).scalar_one()
+            ended = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(game_sessions)
+                    .where(game_sessions.c.state == "ENDED")
+                )
+            ).scalar_one()
+            timeouts = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(game_sessions)
+                    .where(
+                        game_sessions.c.end_reason == "HEARTBEAT_TIMEOUT",
+                        game_sessions.c.ended_at == game_sessions.c.last_heartbeat_at,
+                    )
+                )
+            ).scalar_one()
+            stops = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(partner_calls)
+                    .where(partner_calls.c.kind == "stop")
+                )
+            ).scalar_one()
         return ended, timeouts, stops
     finally:
         await runtime.close()
@@ -187,8 +229,12 @@ def test_worker_killed_mid_sweep(production_env):
     env = production_env
     settings = settings_of(env)
     count = 1500
-    subprocess.run([sys.executable, "-m", "playwave", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "playwave", "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     asyncio.run(_seed_expired_sessions(settings, count))
 
     with workers(env, 1) as first:

@@ -94,8 +94,14 @@ def simulate(
         fail(t("invalid_value", detail=error))
     if importlib.util.find_spec("matplotlib") is None:
         # The chart is written at the end of a run; fail before the run instead of after it.
-        fail(t("invalid_value", detail="matplotlib is missing; install the 'simulate' extra: "
-               "pip install 'playwave[simulate]'"), code=2)
+        fail(
+            t(
+                "invalid_value",
+                detail="matplotlib is missing; install the 'simulate' extra: "
+                "pip install 'playwave[simulate]'",
+            ),
+            code=2,
+        )
 
     overrides = {"data_dir": data_dir} if data_dir is not None else {}
     settings = Settings(**overrides)
