@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 
 from playwave import ids
 from playwave.clock import Clock
+from playwave.services.cache import LookupCache
 from playwave.services.errors import InvalidApiKey
 from playwave.stores.base import ApiKey, Game, RecordStore
 
@@ -46,9 +45,8 @@ class ApiKeys:
 
     A lookup hashes the presented key with the server secret and finds the row by that digest,
     so no stored secret is ever compared byte by byte. Answers are cached per process for
-    `cache_seconds`, which bounds how long a revoked key or a deactivated game keeps working.
-    Concurrent requests that miss the cache for the same key share one records lookup, so an
-    expiring entry under load costs one lookup rather than one per request in flight.
+    `cache_seconds`, which bounds how long a revoked key or a deactivated game keeps working;
+    an expiring entry under load costs one records lookup, not one per request in flight.
     """
 
     def __init__(
@@ -57,9 +55,9 @@ class ApiKeys:
         self.records = records
         self.clock = clock
         self.secret_key = secret_key
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, AuthenticatedKey | None]] = {}
-        self._lookups: dict[str, asyncio.Future[AuthenticatedKey | None]] = {}
+        self._cache: LookupCache[str, AuthenticatedKey | None] = LookupCache(
+            self._lookup, cache_seconds
+        )
 
     async def issue(self, game_id: str, environment: str) -> IssuedKey:
         if environment not in ENVIRONMENTS:
@@ -93,34 +91,9 @@ class ApiKeys:
             raise InvalidApiKey("The X-Api-Key header is not a valid API key.")
 
         digest = hash_secret(self.secret_key, "api-key", api_key)
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
-            found = cached[1]
-        else:
-            found = await self._shared_lookup(digest)
-
+        found = await self._cache.get(digest)
         if found is None:
             raise InvalidApiKey("The API key is unknown, revoked, or its game is inactive.")
-        return found
-
-    async def _shared_lookup(self, digest: str) -> AuthenticatedKey | None:
-        """Look `digest` up in the records and cache the answer, once for all waiting requests.
-
-        The lookup runs as its own task and each request awaits it shielded, so a request that
-        is cancelled does not cancel the lookup for the others.
-        """
-        lookup = self._lookups.get(digest)
-        if lookup is None:
-            lookup = asyncio.ensure_future(self._lookup_and_cache(digest))
-            self._lookups[digest] = lookup
-            lookup.add_done_callback(lambda _: self._lookups.pop(digest, None))
-        return await asyncio.shield(lookup)
-
-    async def _lookup_and_cache(self, digest: str) -> AuthenticatedKey | None:
-        found = await self._lookup(digest)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (time.monotonic() + self.cache_seconds, found)
         return found
 
     async def _lookup(self, digest: str) -> AuthenticatedKey | None:

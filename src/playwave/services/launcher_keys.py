@@ -15,6 +15,7 @@ from playwave import ids
 from playwave.clock import Clock
 from playwave.domain import signing
 from playwave.domain.signing import SignatureFailure
+from playwave.services.cache import LookupCache
 from playwave.services.errors import ServiceError
 from playwave.services.keys import hash_secret
 from playwave.stores.base import LauncherKey, LiveStore, RecordStore
@@ -61,13 +62,28 @@ _FAILURE_ERRORS: dict[SignatureFailure, type[ServiceError]] = {
 
 
 class LauncherKeys:
+    """Issues and revokes launcher keys and checks the signature of each launcher request.
+
+    Keys are cached per process for `cache_seconds`, like API keys: a revoked key stops
+    working within that time in every process, and the process that revoked it at once.
+    """
+
     def __init__(
-        self, records: RecordStore, live: LiveStore, clock: Clock, server_secret: bytes
+        self,
+        records: RecordStore,
+        live: LiveStore,
+        clock: Clock,
+        server_secret: bytes,
+        *,
+        cache_seconds: float = 2.0,
     ) -> None:
         self.records = records
         self.live = live
         self.clock = clock
         self.server_secret = server_secret
+        self._keys: LookupCache[str, LauncherKey | None] = LookupCache(
+            records.get_launcher_key, cache_seconds
+        )
 
     def secret_for(self, key_id: str) -> str:
         """Return the HMAC secret of launcher key `key_id` (64 hex characters)."""
@@ -82,6 +98,7 @@ class LauncherKeys:
 
     async def revoke(self, key_id: str) -> bool:
         revoked = await self.records.revoke_launcher_key(key_id, self.clock.now())
+        self._keys.clear()
         if revoked:
             log.info("launcher_key_revoked", key_id=key_id)
         return revoked
@@ -101,7 +118,7 @@ class LauncherKeys:
         key_id = signing.key_id_of(headers)
         secret = None
         if key_id is not None:
-            key = await self.records.get_launcher_key(key_id)
+            key = await self._keys.get(key_id)
             if key is not None and key.revoked_at is None:
                 secret = self.secret_for(key_id)
 

@@ -116,7 +116,11 @@ def _launcher_keys(request: Request) -> LauncherKeys:
     if getattr(state, "launcher_keys", None) is None:
         runtime = get_runtime(request)
         state.launcher_keys = LauncherKeys(
-            runtime.records, runtime.live, runtime.clock, runtime.settings.resolve_secret_key()
+            runtime.records,
+            runtime.live,
+            runtime.clock,
+            runtime.settings.resolve_secret_key(),
+            cache_seconds=runtime.settings.api_key_cache_sec,
         )
     return state.launcher_keys
 
