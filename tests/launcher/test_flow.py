@@ -475,7 +475,7 @@ async def test_lost_launcher_found_from_records(
 ):
     started = data(await launcher.start("pc-1"))
     game_session_id = await play(launcher, game_server, game)
-    clock.advance(60)
+    clock.advance(120)
     data(await launcher.heartbeat())
     # The live store loses the launcher's deadline, so only the records contain it.
     await runtime.live.forget_launcher(started["launcher_session_id"])
@@ -483,9 +483,9 @@ async def test_lost_launcher_found_from_records(
         clock.advance(90)
         data(await game_server.heartbeat(game_session_id))
 
-    clock.set(START + 299_999)
+    clock.set(START + 359_999)
     assert await run_job(runtime, "launcher_sweep_records") == 0
-    clock.set(START + 300_000)
+    clock.set(START + 360_000)
     assert await run_job(runtime, "launcher_sweep_live") == 0
     assert await run_job(runtime, "launcher_sweep_records") == 1
     again = await run_job(runtime, "launcher_sweep_records")
@@ -494,7 +494,50 @@ async def test_lost_launcher_found_from_records(
     assert again == 0
     assert record is not None
     assert record.end_reason is EndReason.LAUNCHER_LOST
-    assert record.ended_at == START + 60_000
+    assert record.ended_at == START + 120_000
+
+
+async def test_launcher_record_written_every_half_timeout(
+    launcher: Launcher, runtime: Runtime, clock: ManualClock
+):
+    started = data(await launcher.start("pc-1"))
+    recorded = []
+
+    for _ in range(5):
+        clock.advance(60)
+        data(await launcher.heartbeat())
+        record = await runtime.records.get_launcher_session(started["launcher_session_id"])
+        assert record is not None
+        recorded.append(record.last_heartbeat_at - START)
+
+    # Half the 240 s launcher timeout: the record lags the live store by less than 120 s.
+    assert recorded == [0, 120_000, 120_000, 240_000, 240_000]
+
+
+async def test_live_store_loss_keeps_launcher(
+    launcher: Launcher,
+    game: Game,
+    game_server: GameServer,
+    runtime: Runtime,
+    clock: ManualClock,
+):
+    started = data(await launcher.start("pc-1"))
+    game_session_id = await play(launcher, game_server, game)
+    clock.advance(60)
+    data(await launcher.heartbeat())
+    await runtime.live.forget_launcher(started["launcher_session_id"])
+
+    # The launcher keeps its 60 s rhythm, so the records see it again before the timeout.
+    for _ in range(4):
+        clock.advance(60)
+        data(await launcher.heartbeat())
+        if clock.now() % 120_000 == 0:
+            data(await game_server.heartbeat(game_session_id))
+        assert await run_job(runtime, "launcher_sweep_records") == 0
+
+    record = await runtime.records.get_session(game_session_id)
+    assert record is not None
+    assert record.state is SessionState.ACTIVE
 
 
 async def test_game_timeout_wins_over_loss(

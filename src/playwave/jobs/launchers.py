@@ -2,8 +2,9 @@
 
 Two sweeps find them. The live sweep reads the live store's deadline index (last heartbeat plus
 the launcher timeout) and leases what it takes, so several workers share the work. The records
-sweep reads the durable last heartbeat, which every launcher heartbeat writes, so launchers are
-still found after a restart or when the live store lost its data. `LauncherSessions.end_lost`
+sweep reads the durable last heartbeat, which launcher heartbeats write at least every half
+launcher timeout, so launchers are still found after a restart or when the live store lost its
+data. `LauncherSessions.end_lost`
 re-checks each candidate, and every end in it is a conditional write in the records, so both
 sweeps may run in any number of processes at the same time.
 """
