@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from playwave import metrics
 from playwave.api.app import create_app
@@ -25,9 +25,11 @@ from playwave.domain.live import LiveSession
 from playwave.jobs.sessions import DURABLE_SWEEP_MARGIN_MS, SessionJobs
 from playwave.runtime import Runtime, build_runtime
 from playwave.settings import Settings
-from playwave.stores.base import Game
+from playwave.stores.base import Game, StoreUnavailable
+from playwave.stores.sql.engine import create_engine
+from playwave.stores.sql.records import SqlRecordStore
 from playwave.stores.sql.tables import game_sessions, partner_calls
-from tests.backends import RedisProcess
+from tests.backends import RedisProcess, sqlalchemy_url
 from tests.conftest import START
 from tests.helpers import GameServer, mint_ott
 
@@ -284,3 +286,33 @@ async def test_two_sweepers_end_each_session_once(
 
 def _fields(record: GameSession) -> dict[str, object]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+async def test_dropped_database_connections_cost_at_most_one_call(postgres_database: str):
+    """Without a ping on checkout, a connection the server dropped fails once, then recovers."""
+    store = SqlRecordStore(create_engine(sqlalchemy_url(postgres_database)))
+    admin = create_engine(sqlalchemy_url(postgres_database), pool_size=1)
+    try:
+        await store.create_game(GAME)
+        # Fill the pool with several idle connections, then have the server drop them all.
+        await asyncio.gather(*(store.get_game(GAME.game_id) for _ in range(5)))
+        async with admin.connect() as connection:
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append(await store.get_game(GAME.game_id))
+            except StoreUnavailable:
+                outcomes.append(None)
+    finally:
+        await store.close()
+        await admin.dispose()
+
+    assert outcomes[0] in (None, GAME)
+    assert outcomes[1:] == [GAME, GAME]

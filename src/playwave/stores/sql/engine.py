@@ -37,12 +37,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
+    # No ping on checkout: it would add a round trip to every store call. A connection that
+    # the server dropped fails its next statement as a disconnect, which invalidates the whole
+    # pool and answers that one call as unavailable; connections are also renewed every
+    # half hour, before a firewall or proxy forgets them.
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
-        pool_pre_ping=True,
+        pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": 10},
     )
 

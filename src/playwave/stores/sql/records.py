@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import BigInteger, String, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from playwave.clock import Millis
 from playwave.domain.lifecycle import (
@@ -115,6 +116,22 @@ class SqlRecordStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+
+    def _statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """Return a connection for a method that runs a single statement.
+
+        One statement is atomic by itself, so on PostgreSQL it runs in autocommit and saves the
+        BEGIN and COMMIT round trips. SQLite keeps its BEGIN IMMEDIATE transaction, which
+        orders writers across processes.
+        """
+        if self._autocommit is not None:
+            return self._autocommit.connect()
+        return self.engine.begin()
 
     @translate_errors
     async def ping(self) -> None:
@@ -128,12 +145,12 @@ class SqlRecordStore:
 
     @translate_errors
     async def create_game(self, game: Game) -> None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             await connection.execute(insert(games).values(**_fields(game)))
 
     @translate_errors
     async def get_game(self, game_id: str) -> Game | None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(select(games).where(games.c.game_id == game_id))
             ).first()
@@ -144,12 +161,12 @@ class SqlRecordStore:
         query = select(games).order_by(games.c.created_at, games.c.game_id)
         if active_only:
             query = query.where(games.c.active.is_(True))
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_game(row) for row in await connection.execute(query)]
 
     @translate_errors
     async def set_game_active(self, game_id: str, active: bool) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 update(games).where(games.c.game_id == game_id).values(active=active)
             )
@@ -157,14 +174,14 @@ class SqlRecordStore:
 
     @translate_errors
     async def create_api_key(self, key: ApiKey) -> None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             await connection.execute(insert(api_keys).values(**_fields(key)))
 
     @translate_errors
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         # The lookup is by a keyed hash of the presented key, so the database compares digests,
         # never secrets, and timing reveals nothing about any stored key.
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))
             ).first()
@@ -175,12 +192,12 @@ class SqlRecordStore:
         query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
         if game_id is not None:
             query = query.where(api_keys.c.game_id == game_id)
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_api_key(row) for row in await connection.execute(query)]
 
     @translate_errors
     async def revoke_api_key(self, key_id: str, at: Millis) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
@@ -190,12 +207,12 @@ class SqlRecordStore:
 
     @translate_errors
     async def create_launcher_key(self, key: LauncherKey) -> None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             await connection.execute(insert(launcher_keys).values(**_fields(key)))
 
     @translate_errors
     async def get_launcher_key(self, key_id: str) -> LauncherKey | None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(
                     select(launcher_keys).where(launcher_keys.c.key_id == key_id)
@@ -205,7 +222,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def list_launcher_keys(self) -> list[LauncherKey]:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             rows = await connection.execute(
                 select(launcher_keys).order_by(launcher_keys.c.created_at)
             )
@@ -213,7 +230,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def revoke_launcher_key(self, key_id: str, at: Millis) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 update(launcher_keys)
                 .where(launcher_keys.c.key_id == key_id, launcher_keys.c.revoked_at.is_(None))
@@ -246,7 +263,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def get_launcher_session(self, launcher_session_id: str) -> LauncherSession | None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(
                     select(launcher_sessions).where(
@@ -259,7 +276,7 @@ class SqlRecordStore:
     @translate_errors
     async def find_launcher_session_by_token(self, token_hash: str) -> LauncherSession | None:
         # Like API keys, a token is found by its keyed hash, so no token is compared directly.
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(
                     select(launcher_sessions).where(launcher_sessions.c.token_hash == token_hash)
@@ -269,7 +286,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def open_launcher_session_on_pc(self, pc_id: str) -> LauncherSession | None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(
                     select(launcher_sessions).where(
@@ -282,7 +299,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def touch_launcher_session(self, launcher_session_id: str, at: Millis) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 update(launcher_sessions)
                 .where(
@@ -298,7 +315,7 @@ class SqlRecordStore:
     async def end_launcher_session(
         self, launcher_session_id: str, reason: str, at: Millis
     ) -> LauncherSession | None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (
                 await connection.execute(
                     update(launcher_sessions)
@@ -325,7 +342,7 @@ class SqlRecordStore:
             .order_by(launcher_sessions.c.last_heartbeat_at)
             .limit(limit)
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_launcher_session(row) for row in await connection.execute(query)]
 
     # Game sessions.
@@ -333,7 +350,7 @@ class SqlRecordStore:
     @translate_errors
     async def create_session(self, session: GameSession) -> None:
         try:
-            async with self.engine.begin() as connection:
+            async with self._statement() as connection:
                 await connection.execute(insert(game_sessions).values(**_fields(session)))
         except IntegrityError as error:
             existing = await self.get_session_by_ott(session.ott)
@@ -363,7 +380,7 @@ class SqlRecordStore:
         )
 
     async def _one(self, condition: Any) -> GameSession | None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             row = (await connection.execute(select(game_sessions).where(condition))).first()
         return _session(row) if row else None
 
@@ -373,7 +390,7 @@ class SqlRecordStore:
             game_sessions.c.launcher_session_id == launcher_session_id,
             game_sessions.c.state.in_(_NOT_ENDED),
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_session(row) for row in await connection.execute(query)]
 
     @translate_errors
@@ -413,7 +430,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def mark_exhausted(self, game_session_id: str, exhausted_at: Millis) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 update(game_sessions)
                 .where(
@@ -473,7 +490,7 @@ class SqlRecordStore:
         ).bindparams(
             bindparam("ids", type_=ARRAY(String)), bindparam("ats", type_=ARRAY(BigInteger))
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 statement,
                 {"ids": [beat[0] for beat in beats], "ats": [beat[1] for beat in beats]},
@@ -493,7 +510,7 @@ class SqlRecordStore:
             .order_by(game_sessions.c.last_heartbeat_at)
             .limit(limit)
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_session(row) for row in await connection.execute(query)]
 
     @translate_errors
@@ -510,7 +527,7 @@ class SqlRecordStore:
         if after_id is not None:
             query = query.where(game_sessions.c.game_session_id > after_id)
         query = query.order_by(game_sessions.c.game_session_id).limit(limit)
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_session(row) for row in await connection.execute(query)]
 
     @translate_errors
@@ -520,7 +537,7 @@ class SqlRecordStore:
             .select_from(game_sessions)
             .where(game_sessions.c.state.in_(_NOT_ENDED))
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return int((await connection.execute(query)).scalar_one())
 
     # Partner call queue.
@@ -570,7 +587,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def complete_partner_call(self, call_id: int, at: Millis, result: dict[str, Any]) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             outcome = await connection.execute(
                 update(partner_calls)
                 .where(partner_calls.c.call_id == call_id, partner_calls.c.completed_at.is_(None))
@@ -580,7 +597,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def retry_partner_call(self, call_id: int, next_attempt_at: Millis, error: str) -> None:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             await connection.execute(
                 update(partner_calls)
                 .where(partner_calls.c.call_id == call_id, partner_calls.c.completed_at.is_(None))
@@ -594,7 +611,7 @@ class SqlRecordStore:
             .select_from(partner_calls)
             .where(partner_calls.c.completed_at.is_(None))
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return int((await connection.execute(query)).scalar_one())
 
     @translate_errors
@@ -610,7 +627,7 @@ class SqlRecordStore:
             .where(partner_calls.c.game_session_id.in_(list(game_session_ids)))
             .order_by(partner_calls.c.call_id)
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_partner_call(row) for row in await connection.execute(query)]
 
     # Usage reports.
@@ -632,7 +649,7 @@ class SqlRecordStore:
             .order_by(game_sessions.c.game_session_id)
             .limit(limit)
         )
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             return [_session(row) for row in await connection.execute(query)]
 
     @translate_errors
@@ -664,7 +681,7 @@ class SqlRecordStore:
 
     @translate_errors
     async def advance_usage_report(self, game_session_id: str, at: Millis) -> bool:
-        async with self.engine.begin() as connection:
+        async with self._statement() as connection:
             result = await connection.execute(
                 update(game_sessions)
                 .where(
