@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     heartbeat_flush_sec: float = Field(2.0, gt=0)
     api_key_cache_sec: float = Field(2.0, ge=0)
     max_body_bytes: int = Field(16_384, ge=256)
+    # Idle HTTP connections stay open longer than one launcher heartbeat interval, so a
+    # launcher reuses its connection instead of opening one per heartbeat.
+    keep_alive_sec: int = Field(75, ge=1)
     rate_limit_per_key_per_min: int = Field(6000, ge=1)
     rate_limit_per_ip_per_min: int = Field(12000, ge=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

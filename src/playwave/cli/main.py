@@ -90,6 +90,7 @@ def serve(
         workers=workers,
         log_config=None,
         timeout_graceful_shutdown=20,
+        timeout_keep_alive=settings.keep_alive_sec,
         proxy_headers=False,
         **options,
     )
