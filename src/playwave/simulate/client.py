@@ -26,6 +26,9 @@ from playwave.simulate.contract import Checked, check_response
 from playwave.simulate.stats import CallStats
 
 TRANSPORT_ERROR = "TRANSPORT_ERROR"
+# Idle connections are kept below the server's keep-alive (75 s), so the server never closes
+# one that the client is about to reuse.
+KEEPALIVE_SEC = 60.0
 
 # Fixed headers, or a function of the raw body bytes (signed launcher requests).
 Headers = dict[str, str] | Callable[[bytes], dict[str, str]]
@@ -110,7 +113,9 @@ class HttpEndpoint:
         transport = httpx.AsyncHTTPTransport(
             local_address=local_address,
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_SEC,
             ),
         )
         self.http = httpx.AsyncClient(

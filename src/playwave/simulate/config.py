@@ -70,6 +70,9 @@ class Behaviour:
     """How customers, launchers and game servers act; durations in simulated seconds."""
 
     initial_occupancy: float = 0.7
+    # The customers who are there when the run starts arrive over its first half hour, as at a
+    # cafe that opens, instead of all in the same minute.
+    opening_arrivals: float = 30 * 60
     arrival_gap_mean: float = 25 * 60
     visit_min: float = 60 * 60
     visit_max: float = 240 * 60

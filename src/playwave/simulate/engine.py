@@ -16,13 +16,19 @@ from rich.table import Table
 from playwave.domain.lifecycle import GameSession, SessionState
 from playwave.runtime import build_runtime
 from playwave.settings import Settings
-from playwave.simulate.client import LauncherApi, can_bind, loopback_host
+from playwave.simulate.client import (
+    HttpEndpoint,
+    LauncherApi,
+    NotLoopback,
+    can_bind,
+    loopback_host,
+)
 from playwave.simulate.clock import SimClock
 from playwave.simulate.config import SimulationConfig, game_server_ip, scaled_settings
 from playwave.simulate.ledger import BillingMismatch, check_billing
 from playwave.simulate.players import Seat, instance_chaos
-from playwave.simulate.setup import SetupError, prepare
-from playwave.simulate.stats import Sample
+from playwave.simulate.setup import SetupError, issue_launcher_key, launcher_keys_of, prepare
+from playwave.simulate.stats import CallStats, Sample
 from playwave.simulate.world import World, log
 
 # How often the progress display and the timeline sample the run, in real seconds.
@@ -69,9 +75,12 @@ def check_addresses(config: SimulationConfig) -> None:
             )
 
 
-async def preflight(world: World) -> None:
-    """Check that the server is up, shares our data and runs with the scaled timers."""
-    config = world.config
+async def preflight(config: SimulationConfig, key_id: str, secret: str) -> None:
+    """Check that the server is up, shares our data and runs with the scaled timers.
+
+    The check starts and ends one launcher session from 127.0.0.1, which the sandbox partner
+    treats as its demo cafe, so it needs none of the run's cafes.
+    """
     async with httpx.AsyncClient(base_url=config.url, timeout=10, trust_env=False) as http:
         try:
             ready = await http.get("/readyz")
@@ -82,8 +91,14 @@ async def preflight(world: World) -> None:
             f"the server at {config.url} is not ready: GET /readyz {ready.status_code}"
         )
 
-    launcher = LauncherApi(world.cafe_endpoints[0], world.launcher_key_id, world.launcher_secret)
-    answer = await launcher.start(f"sim-preflight-{config.seed}", "192.168.0.1")
+    endpoint = HttpEndpoint(config.url, None, CallStats(), asyncio.Semaphore(1))
+    launcher = LauncherApi(endpoint, key_id, secret)
+    try:
+        answer = await launcher.start(f"sim-preflight-{config.seed}", "192.168.0.1")
+        if answer.ok:
+            await launcher.end()
+    finally:
+        await endpoint.close()
     if answer.code == "UNKNOWN_KEY":
         raise SetupError(
             "the server does not know the launcher key simulate just created: run simulate with "
@@ -91,7 +106,6 @@ async def preflight(world: World) -> None:
         )
     if not answer.ok:
         raise SetupError(f"the preflight launcher start failed: HTTP {answer.status} {answer.code}")
-    await launcher.end()
 
     expected = config.expected_timer("PLAYWAVE_LAUNCHER_HEARTBEAT_SEC")
     advertised = answer.data.get("heartbeat_interval_sec")
@@ -230,7 +244,14 @@ async def run_simulation(
     check_addresses(config)
     runtime = await build_runtime(settings)
     try:
-        games, cafes, key_id, secret = await prepare(runtime, config)
+        key_id, secret = await issue_launcher_key(runtime)
+        try:
+            await preflight(config, key_id, secret)
+        except (SetupError, NotLoopback):
+            # A run that cannot start leaves only a revoked launcher key behind.
+            await launcher_keys_of(runtime).revoke(key_id)
+            raise
+        games, cafes = await prepare(runtime, config)
     finally:
         await runtime.close()
 
@@ -239,9 +260,6 @@ async def run_simulation(
     world.open_clients([game_server_ip(index) for index in range(config.games)])
     started = time.monotonic()
     try:
-        await preflight(world)
-        clock = SimClock(config.time_scale)
-        world.clock = clock
         if on_prepared is not None:
             on_prepared(world)
         unfinished = await play_day(world, console)

@@ -319,7 +319,9 @@ class Seat:
     async def run(self) -> None:
         behaviour = self.world.behaviour
         if self.rng.random() < behaviour.initial_occupancy:
-            first_gap = self.rng.uniform(0.0, 300.0)
+            # A short run keeps its opening to a sixth of the run, so most of it is a full cafe.
+            opening = min(behaviour.opening_arrivals, self.world.config.simulated_seconds / 6)
+            first_gap = self.rng.uniform(0.0, opening)
         else:
             first_gap = self.rng.expovariate(1 / behaviour.arrival_gap_mean)
         if await nap(self.world.clock, first_gap, self.world.closing):

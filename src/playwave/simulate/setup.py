@@ -1,8 +1,9 @@
 """Prepare a run through the admin functions, on the same data as the server.
 
-The simulation creates its own games (one live API key each), one launcher key and one sandbox
-cafe per simulated cafe, registered for the loopback address its launchers connect from. The
-server must use the in-process sandbox partner, whose cafes live in the same database.
+The simulation first creates one launcher key, with which it checks the server; only then does
+it create its own games (one live API key each) and one sandbox cafe per simulated cafe,
+registered for the loopback address its launchers connect from. The server must use the
+in-process sandbox partner, whose cafes live in the same database.
 """
 
 from __future__ import annotations
@@ -47,16 +48,29 @@ def cafe_balance(config: SimulationConfig, poor: bool) -> int:
     return charge_for(real_seconds, DEFAULT_PRICE_PER_HOUR) + 1
 
 
-async def prepare(
-    runtime: Runtime, config: SimulationConfig
-) -> tuple[list[SimGame], list[SimCafe], str, str]:
-    """Create games, API keys, a launcher key and the sandbox cafes for one run."""
-    partner = runtime.partner
-    if not isinstance(partner, SandboxPartner):
+def launcher_keys_of(runtime: Runtime) -> LauncherKeys:
+    return LauncherKeys(
+        runtime.records, runtime.live, runtime.clock, runtime.settings.resolve_secret_key()
+    )
+
+
+async def issue_launcher_key(runtime: Runtime) -> tuple[str, str]:
+    """Create the run's launcher key; return its id and secret."""
+    if not isinstance(runtime.partner, SandboxPartner):
         raise SetupError(
             "simulate registers its cafes in the in-process sandbox partner, but "
             "PLAYWAVE_PARTNER_URL is set; unset it for the server and for simulate"
         )
+    launcher_key, launcher_secret = await launcher_keys_of(runtime).issue()
+    return launcher_key.key_id, launcher_secret
+
+
+async def prepare(
+    runtime: Runtime, config: SimulationConfig
+) -> tuple[list[SimGame], list[SimCafe]]:
+    """Create the games with their API keys and the sandbox cafes of one run."""
+    partner = runtime.partner
+    assert isinstance(partner, SandboxPartner)
 
     games = []
     run_tag = f"s{config.seed}"
@@ -72,11 +86,6 @@ async def prepare(
         await runtime.records.create_game(game)
         issued = await runtime.api_keys.issue(game.game_id, "live")
         games.append(SimGame(game.game_id, game.name, issued.api_key, game.rate_per_hour))
-
-    launcher_keys = LauncherKeys(
-        runtime.records, runtime.live, runtime.clock, runtime.settings.resolve_secret_key()
-    )
-    launcher_key, launcher_secret = await launcher_keys.issue()
 
     existing = {row["ip"]: row["cafe_id"] for row in await partner.list_cafes() if row["ip"]}
     poor_every = (
@@ -97,4 +106,4 @@ async def prepare(
             await partner.set_balance(cafe_id, balance)
             await partner.set_suspended(cafe_id, False)
         cafes.append(SimCafe(index, cafe_id, ip, poor))
-    return games, cafes, launcher_key.key_id, launcher_secret
+    return games, cafes
