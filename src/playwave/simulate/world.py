@@ -107,14 +107,18 @@ class World:
         self.stats.add_violation(Violation(endpoint, status, problem))
 
     def open_clients(self, game_server_ips: list[str]) -> None:
-        """Open one HTTP client per cafe and per game, each on its own source address."""
+        """Open one HTTP client per cafe and per game, each on its own source address.
+
+        The pools are small because httpcore checks every pooled connection on each request;
+        a cafe's launchers rarely have more than a few requests in flight.
+        """
         for cafe in self.cafes:
             self.cafe_endpoints[cafe.index] = HttpEndpoint(
-                self.config.url, cafe.ip, self.stats, self.in_flight, max_connections=16
+                self.config.url, cafe.ip, self.stats, self.in_flight, max_connections=4
             )
         for game, address in zip(self.games, game_server_ips, strict=True):
             endpoint = HttpEndpoint(
-                self.config.url, address, self.stats, self.in_flight, max_connections=64
+                self.config.url, address, self.stats, self.in_flight, max_connections=16
             )
             self.game_apis[game.game_id] = GameServerApi(endpoint, game.api_key)
 
