@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import structlog
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 
 from playwave.clock import Clock, Millis, SystemClock
 from playwave.domain.lifecycle import EndReason, SessionState, Timers
@@ -42,6 +42,8 @@ from playwave.stores.redis import scripts
 log = structlog.get_logger("playwave.stores.redis")
 
 DEFAULT_PREFIX = "pw"
+# Connections per process to a standalone Redis.
+MAX_CONNECTIONS = 100
 DEFAULT_SHARDS = 16
 # How long a launcher's liveness key outlives its deadline, so that a sweeper that was down for
 # a while still finds the last-seen time. `forget_launcher` deletes the key sooner.
@@ -161,7 +163,16 @@ class RedisLiveStore:
         if use_cluster:
             client = RedisCluster.from_url(url, **options)
         else:
-            client = Redis.from_url(url, health_check_interval=30, **options)
+            # A full pool makes a command wait for a free connection, up to the socket
+            # timeout, instead of failing at once as redis-py's default pool does.
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=timeout_sec,
+                health_check_interval=30,
+                **options,
+            )
+            client = Redis.from_pool(pool)
         log.info("redis_connected", cluster=use_cluster, prefix=prefix, shards=shards)
         return cls(client, prefix=prefix, shards=shards, clock=clock)
 
