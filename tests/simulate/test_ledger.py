@@ -139,6 +139,23 @@ def test_launcher_lost_uses_launcher_heartbeat() -> None:
     )
 
 
+def test_launcher_close_after_silence_passes() -> None:
+    launcher = LauncherTruth("ls_1", "sim-000-000", T0 - 5_000, last_confirmed_sent_ms=T0)
+    launcher.closed_received_ms = T0 + 150_020
+    session = truth(launcher=launcher)
+    session.confirm(T0 + 120_000, T0 + 120_015)
+    # The game server crashed after its last heartbeat; the customer logged out within the TTL.
+    session.finish(T0 + 125_000, EndReason.HEARTBEAT_TIMEOUT)
+
+    billed_at_close = record(T0 + 150_010, EndReason.LAUNCHER_CLOSED)
+    billed_after_close = record(T0 + 160_000, EndReason.LAUNCHER_CLOSED)
+
+    assert check_billing(session, billed_at_close) == []
+    assert "after the launcher end call's answer" in (
+        check_billing(session, billed_after_close)[0].problem
+    )
+
+
 def test_wrong_durations_are_caught() -> None:
     session = truth()
     session.finish(T0 + 100_000, EndReason.SESSION_REPLACED)

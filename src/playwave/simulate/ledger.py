@@ -40,6 +40,7 @@ class LauncherTruth:
     pc_id: str
     started_ms: int
     last_confirmed_sent_ms: int
+    closed_received_ms: int | None = None
 
 
 @dataclass
@@ -164,6 +165,15 @@ def _check_upper_bound(
     elif reason is EndReason.NORMAL and truth.end_received_ms is not None:
         latest = truth.end_received_ms
         what = "the end call's answer"
+    elif (
+        reason is EndReason.LAUNCHER_CLOSED
+        and truth.launcher is not None
+        and truth.launcher.closed_received_ms is not None
+    ):
+        # A launcher end bills its PC's sessions to that moment, even one whose game server went
+        # silent less than a session TTL before.
+        latest = max(truth.launcher.closed_received_ms, truth.last_contact_received_ms)
+        what = "the launcher end call's answer"
     elif reason is EndReason.SESSION_REPLACED and truth.replacing_verify_received_ms is not None:
         # A replaced session is billed until the verify that replaced it, even when its game
         # server had already gone silent.

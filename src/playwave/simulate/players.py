@@ -109,6 +109,7 @@ class Launcher:
             return
         self.closed = True
         answer = await self.api.end()
+        self.truth.closed_received_ms = answer.received_ms
         if not answer.ok:
             self.world.count(f"launcher_end_{answer.code}")
 
@@ -276,13 +277,16 @@ class GameSessionRunner:
         """Call end with the play time the game server measured, retrying transient failures."""
         truth = self.truth
         for _ in range(3):
-            measured = max(0, wall_ms() - truth.verify_received_ms) // 1000
+            measured_ms = wall_ms()
+            measured = max(0, measured_ms - truth.verify_received_ms) // 1000
             answer = await self.instance.api.end(self.game_session_id, measured)
             truth.contact(answer.received_ms)
             if answer.status in TRANSIENT_STATUSES:
                 await nap(self.world.clock, RETRY_DELAY, asyncio.Event())
                 continue
-            truth.end_sent_ms = answer.sent_ms
+            # The call starts when the game server reads its clock: the request may then wait
+            # for a free connection, and the server's count rightly includes that wait.
+            truth.end_sent_ms = min(measured_ms, answer.sent_ms)
             truth.end_received_ms = answer.received_ms
             truth.end_status = answer.status
             truth.client_play_duration_sec = measured

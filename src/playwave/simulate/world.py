@@ -109,8 +109,9 @@ class World:
     def open_clients(self, game_server_ips: list[str]) -> None:
         """Open one HTTP client per cafe and per game, each on its own source address.
 
-        The pools are small because httpcore checks every pooled connection on each request;
-        a cafe's launchers rarely have more than a few requests in flight.
+        A cafe's pool is small because httpcore checks every pooled connection on each request
+        and a cafe's launchers rarely have more than a few requests in flight. A game's pool is
+        larger, because an instance that shuts down sends all its ends at once.
         """
         for cafe in self.cafes:
             self.cafe_endpoints[cafe.index] = HttpEndpoint(
@@ -118,7 +119,7 @@ class World:
             )
         for game, address in zip(self.games, game_server_ips, strict=True):
             endpoint = HttpEndpoint(
-                self.config.url, address, self.stats, self.in_flight, max_connections=16
+                self.config.url, address, self.stats, self.in_flight, max_connections=64
             )
             self.game_apis[game.game_id] = GameServerApi(endpoint, game.api_key)
 
