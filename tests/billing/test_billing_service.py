@@ -225,3 +225,32 @@ async def test_partner_down_keeps_sessions_working(
         assert state is not None
         assert state.stopped is True
         assert state.charged_seconds == record.billable_sec == 100
+
+
+async def test_full_batches_dispatched_back_to_back(
+    runtime: Runtime,
+    game_server: GameServer,
+    ott,
+    clock: ManualClock,
+    simulator: PartnerSimulator,
+):
+    sessions = [await game_server.start(await ott(f"pc-{number}")) for number in range(20)]
+    clock.advance(45)
+    for game_session_id in sessions:
+        assert (await game_server.end(game_session_id)).status_code == 200
+    pending = await runtime.records.count_pending_partner_calls()
+    billing = Billing(
+        runtime.records,
+        runtime.live,
+        runtime.partner,
+        clock,
+        runtime.settings.timers,
+        policy=QueuePolicy(batch_size=5, concurrency=2, max_rounds=3),
+    )
+
+    first = await billing.dispatch_partner_calls()
+    rest = await billing.dispatch_partner_calls()
+
+    assert first == 15
+    assert first + rest == pending
+    assert await runtime.records.count_pending_partner_calls() == 0
