@@ -140,6 +140,15 @@ async def test_exhaustion_found_within_seconds(
     assert found_at - record.exhausted_at <= 3_000
 
 
+async def end_played_sessions(game_server: GameServer, ott, clock: ManualClock, count: int):
+    """Start `count` sessions on their own PCs, play 45 s and end them; return their ids."""
+    sessions = [await game_server.start(await ott(f"pc-{number}")) for number in range(count)]
+    clock.advance(45)
+    for game_session_id in sessions:
+        assert (await game_server.end(game_session_id)).status_code == 200
+    return sessions
+
+
 async def test_two_dispatchers_complete_each_call_once(
     runtime: Runtime,
     game_server: GameServer,
@@ -147,10 +156,7 @@ async def test_two_dispatchers_complete_each_call_once(
     clock: ManualClock,
     simulator: PartnerSimulator,
 ):
-    sessions = [await game_server.start(await ott(f"pc-{number}")) for number in range(20)]
-    clock.advance(45)
-    for game_session_id in sessions:
-        assert (await game_server.end(game_session_id)).status_code == 200
+    sessions = await end_played_sessions(game_server, ott, clock, 20)
 
     workers = [
         Billing(
@@ -234,10 +240,7 @@ async def test_full_batches_dispatched_back_to_back(
     clock: ManualClock,
     simulator: PartnerSimulator,
 ):
-    sessions = [await game_server.start(await ott(f"pc-{number}")) for number in range(20)]
-    clock.advance(45)
-    for game_session_id in sessions:
-        assert (await game_server.end(game_session_id)).status_code == 200
+    await end_played_sessions(game_server, ott, clock, 20)
     pending = await runtime.records.count_pending_partner_calls()
     billing = Billing(
         runtime.records,

@@ -1,4 +1,4 @@
-"""A per-process cache of an async lookup, for answers that may be a few seconds stale."""
+"""A per-process cache of an async lookup, for results that may be a few seconds stale."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ V = TypeVar("V")
 
 
 class LookupCache(Generic[K, V]):
-    """Keeps each answer of `lookup` for `ttl_seconds`; concurrent misses share one lookup.
+    """Cache of each result of `lookup` for `ttl_seconds`. Concurrent misses share one lookup.
 
     The shared lookup runs as its own task and each caller awaits it shielded, so a caller that
     is cancelled does not cancel the lookup for the others. Misses are cached too, and the whole

@@ -37,10 +37,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    # No ping on checkout: it would add a round trip to every store call. A connection that
-    # the server dropped fails its next statement as a disconnect, which invalidates the whole
-    # pool and answers that one call as unavailable; connections are also renewed every
-    # half hour, before a firewall or proxy forgets them.
+    # No ping on checkout, because it would add a round trip to every store call. A connection
+    # that the server dropped fails its next statement as a disconnect, which invalidates the
+    # whole pool and raises StoreUnavailable for that one call. Connections are also renewed
+    # every half hour, before a firewall or proxy drops them.
     return create_async_engine(
         url,
         pool_size=pool_size,
