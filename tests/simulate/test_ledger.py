@@ -156,6 +156,34 @@ def test_launcher_close_after_silence_passes() -> None:
     )
 
 
+def test_replaced_during_heartbeat_billed_to_verify_passes() -> None:
+    session = truth()
+    # The old session's heartbeat reached the server while the replacing verify was running.
+    session.replacing_verify_sent_ms = T0 + 300_000
+    session.replacing_verify_received_ms = T0 + 300_900
+    session.confirm(T0 + 300_400, T0 + 300_420)
+    session.finish(T0 + 300_900, EndReason.SESSION_REPLACED)
+
+    billed_at_verify = record(T0 + 300_010, EndReason.SESSION_REPLACED)
+    billed_before_verify = record(T0 + 200_000, EndReason.SESSION_REPLACED)
+
+    assert check_billing(session, billed_at_verify) == []
+    assert "before the replacing verify was sent" in (
+        check_billing(session, billed_before_verify)[0].problem
+    )
+
+
+def test_normal_end_of_unanswered_attempt_passes() -> None:
+    # The first end attempt reached the server but its answer was lost; the retry answered 409.
+    session = truth()
+    session.end_sent_ms = T0 + 600_000
+    session.end_received_ms = T0 + 640_000
+    session.client_play_duration_sec = 639
+    session.finish(T0 + 640_000, None)
+
+    assert check_billing(session, record(T0 + 600_005, EndReason.NORMAL)) == []
+
+
 def test_wrong_durations_are_caught() -> None:
     session = truth()
     session.finish(T0 + 100_000, EndReason.SESSION_REPLACED)

@@ -65,6 +65,7 @@ class SessionTruth:
     client_play_duration_sec: int | None = None
     finished_ms: int | None = None
     saw_exhausted: bool = False
+    replacing_verify_sent_ms: int | None = None
     replacing_verify_received_ms: int | None = None
     planted_late_heartbeat: bool = False
     recent_heartbeats: list[tuple[int, int, str]] = field(default_factory=list)
@@ -203,6 +204,12 @@ def _check_lower_bound(
     ):
         earliest = launcher.last_confirmed_sent_ms
         what = "the launcher's last accepted heartbeat was sent"
+    replaced_at = truth.replacing_verify_sent_ms
+    if reason is EndReason.SESSION_REPLACED and replaced_at is not None and replaced_at < earliest:
+        # Play is counted until the replacing verify. A heartbeat that reached the server while
+        # that verify was running got OK, which is right: the verify could still have failed.
+        earliest = replaced_at
+        what = "the replacing verify was sent"
     if record.ended_at < earliest - CLOCK_SLACK_MS:
         problems.append(
             f"billed until {record.ended_at}, {earliest - record.ended_at} ms before {what}"

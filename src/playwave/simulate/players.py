@@ -274,31 +274,46 @@ class GameSessionRunner:
         return None
 
     async def _end(self) -> None:
-        """Call end with the play time the game server measured, retrying transient failures."""
+        """Call end with the play time the game server measured, retrying transient failures.
+
+        The end call's window runs from the first attempt's clock read to the last answer, or to
+        the moment the attempt was cut off: any attempt in it may be the one the server applied.
+        """
         truth = self.truth
-        for _ in range(3):
-            measured_ms = wall_ms()
-            measured = max(0, measured_ms - truth.verify_received_ms) // 1000
-            answer = await self.instance.api.end(self.game_session_id, measured)
-            truth.contact(answer.received_ms)
-            if answer.status in TRANSIENT_STATUSES:
-                await nap(self.world.clock, RETRY_DELAY, asyncio.Event())
-                continue
-            # The call starts when the game server reads its clock: the request may then wait
-            # for a free connection, and the server's count rightly includes that wait.
-            truth.end_sent_ms = min(measured_ms, answer.sent_ms)
-            truth.end_received_ms = answer.received_ms
-            truth.end_status = answer.status
-            truth.client_play_duration_sec = measured
-            if answer.ok:
-                truth.end_play_duration_sec = answer.data.get("play_duration_sec")
-                truth.finish(answer.received_ms, EndReason.NORMAL)
-            else:
-                if answer.code == "SESSION_NOT_FOUND":
-                    self.world.violation("end", 404, "SESSION_NOT_FOUND for a session it started")
-                self.world.count(f"end_{answer.code}")
-                truth.finish(answer.received_ms, self._expected_server_end())
-            return
+        try:
+            for _ in range(3):
+                # The call starts when the game server reads its clock: the request may then wait
+                # for a free connection, and the server's count rightly includes that wait.
+                measured_ms = wall_ms()
+                if truth.end_sent_ms is None:
+                    truth.end_sent_ms = measured_ms
+                measured = max(0, measured_ms - truth.verify_received_ms) // 1000
+                truth.client_play_duration_sec = measured
+
+                answer = await self.instance.api.end(self.game_session_id, measured)
+                truth.contact(answer.received_ms)
+                truth.end_received_ms = answer.received_ms
+                if answer.status in TRANSIENT_STATUSES:
+                    await nap(self.world.clock, RETRY_DELAY, asyncio.Event())
+                    continue
+
+                truth.end_status = answer.status
+                if answer.ok:
+                    truth.end_play_duration_sec = answer.data.get("play_duration_sec")
+                    truth.finish(answer.received_ms, EndReason.NORMAL)
+                else:
+                    if answer.code == "SESSION_NOT_FOUND":
+                        self.world.violation(
+                            "end", 404, "SESSION_NOT_FOUND for a session it started"
+                        )
+                    self.world.count(f"end_{answer.code}")
+                    truth.finish(answer.received_ms, self._expected_server_end())
+                return
+        except asyncio.CancelledError:
+            # Cut off at the end of the run: the request may still have reached the server.
+            truth.end_received_ms = wall_ms()
+            self.world.count("end_cut_off")
+            raise
         truth.finish(wall_ms(), None)
 
 
@@ -438,8 +453,10 @@ class Seat:
         instance = self.world.instance_for(game)
         user = str(self.rng.randint(10_000_000, 9_999_999_999))
         verify = None
+        first_sent_ms: int | None = None
         for _ in range(3):
             verify = await instance.api.verify(answer.data["launch_data"], user)
+            first_sent_ms = first_sent_ms or verify.sent_ms
             if verify.status not in TRANSIENT_STATUSES:
                 break
             await nap(self.world.clock, 2.0, asyncio.Event())
@@ -459,13 +476,14 @@ class Seat:
             cafe_index=self.cafe.index,
             pc_id=self.pc_id,
             provider_user_id=user,
-            verify_sent_ms=verify.sent_ms,
+            verify_sent_ms=first_sent_ms or verify.sent_ms,
             verify_received_ms=verify.received_ms,
             launcher=self.launcher.truth,
         )
         self.world.truths[truth.game_session_id] = truth
         for previous in self.pc_sessions:
             if previous.replacing_verify_received_ms is None:
+                previous.replacing_verify_sent_ms = first_sent_ms
                 previous.replacing_verify_received_ms = verify.received_ms
         self.pc_sessions = [truth]
         runner = GameSessionRunner(self.world, self, instance, truth, self.rng)
