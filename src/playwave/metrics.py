@@ -25,4 +25,8 @@ PARTNER_CALLS = Counter(
     "playwave_partner_calls_total", "Partner calls by kind and outcome", ["kind", "outcome"]
 )
 PARTNER_QUEUE = Gauge("playwave_partner_queue_due", "Partner calls waiting in the durable queue")
+PARTNER_QUEUE_LAG = Gauge(
+    "playwave_partner_queue_lag_seconds",
+    "How long the oldest due partner call has waited past its due time (0 when none is due)",
+)
 JOB_ERRORS = Counter("playwave_job_errors_total", "Background job iterations that failed", ["job"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+from prometheus_client import REGISTRY
+
 from playwave.clock import ManualClock
 from playwave.domain.billing import charge_for, seconds_covered
 from playwave.domain.lifecycle import EndReason, SessionState
@@ -231,6 +233,29 @@ async def test_partner_down_keeps_sessions_working(
         assert state is not None
         assert state.stopped is True
         assert state.charged_seconds == record.billable_sec == 100
+
+
+async def test_queue_lag_gauge_tracks_oldest_due_call(
+    runtime: Runtime,
+    game_server: GameServer,
+    ott,
+    clock: ManualClock,
+    billing: Billing,
+    simulator: PartnerSimulator,
+):
+    game_session_id = await game_server.start(await ott("pc-1"))
+    simulator.faults.down = True
+    clock.advance(100)
+    assert (await game_server.end(game_session_id)).status_code == 200
+    clock.advance(30)
+
+    await billing.update_queue_gauge()
+    assert REGISTRY.get_sample_value("playwave_partner_queue_lag_seconds") == 30.0
+
+    simulator.faults.down = False
+    await drain_queue(runtime, billing, clock)
+    await billing.update_queue_gauge()
+    assert REGISTRY.get_sample_value("playwave_partner_queue_lag_seconds") == 0.0
 
 
 async def test_full_batches_dispatched_back_to_back(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -242,6 +243,19 @@ async def test_partner_queue_claim_complete_retry(record_store: RecordStore):
     assert [call.call_id for call in retried] == [second.call_id]
     assert retried[0].attempts == 2
     assert retried[0].last_error == "partner timed out"
+
+
+async def test_oldest_due_partner_call(record_store: RecordStore):
+    later = dataclasses.replace(queued_call(2), next_attempt_at=START + 5_000)
+    await record_store.enqueue_partner_calls([queued_call(1), later])
+
+    assert await record_store.oldest_due_partner_call(START - 1) is None
+    assert await record_store.oldest_due_partner_call(START + 10_000) == START
+
+    claimed = await record_store.claim_partner_calls(START, 30_000, 1)
+    await record_store.complete_partner_call(claimed[0].call_id, START + 10, {"ok": True})
+
+    assert await record_store.oldest_due_partner_call(START + 10_000) == START + 5_000
 
 
 async def test_partner_queue_lease_lapses(record_store: RecordStore):

@@ -175,8 +175,16 @@ class Billing:
         return len(calls)
 
     async def update_queue_gauge(self) -> int:
-        """Set the gauge of pending partner calls; returns 0 as it handles no queued work."""
+        """Set the partner queue's depth and lag gauges; returns 0 as it handles no queued work.
+
+        The lag is the alarm to watch: it grows only when the workers send calls slower than they
+        are queued, while a busy but healthy queue can be deep.
+        """
+        now = self.clock.now()
         metrics.PARTNER_QUEUE.set(await self.records.count_pending_partner_calls())
+        oldest_due = await self.records.oldest_due_partner_call(now)
+        lag_ms = 0 if oldest_due is None else max(0, now - oldest_due)
+        metrics.PARTNER_QUEUE_LAG.set(lag_ms / 1000)
         return 0
 
     async def _dispatch(self, call: PartnerCall) -> None:

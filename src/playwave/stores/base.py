@@ -252,6 +252,10 @@ class RecordStore(Protocol):
 
     async def count_pending_partner_calls(self) -> int: ...
 
+    async def oldest_due_partner_call(self, now: Millis) -> Millis | None:
+        """Return the earliest due time among pending calls due at `now`, or None if none is due."""
+        ...
+
     async def list_sessions(self, after_id: str | None, limit: int) -> list[GameSession]:
         """Return sessions in any state, ordered by id, for paging through all of them."""
         ...

@@ -615,6 +615,16 @@ class SqlRecordStore:
             return int((await connection.execute(query)).scalar_one())
 
     @translate_errors
+    async def oldest_due_partner_call(self, now: Millis) -> Millis | None:
+        query = select(func.min(partner_calls.c.next_attempt_at)).where(
+            partner_calls.c.completed_at.is_(None),
+            partner_calls.c.next_attempt_at <= now,
+        )
+        async with self._statement() as connection:
+            oldest = (await connection.execute(query)).scalar_one()
+        return None if oldest is None else int(oldest)
+
+    @translate_errors
     async def list_sessions(self, after_id: str | None, limit: int) -> list[GameSession]:
         return await self._session_page(after_id=after_id, limit=limit)
 
