@@ -9,7 +9,7 @@ import pytest
 
 from playwave import ids
 from playwave.clock import ManualClock
-from playwave.domain.lifecycle import EndReason, SessionState
+from playwave.domain.lifecycle import EndReason, GameSession, SessionState
 from playwave.partner.sandbox import DEMO_CAFE_ID, DEMO_CAFE_NAME, SandboxPartner
 from playwave.runtime import Runtime
 from playwave.stores.base import Game
@@ -19,13 +19,15 @@ from tests.launcher.conftest import run_job
 from tests.launcher.signed_client import Launcher
 
 
-def error_code(response: httpx.Response) -> str:
-    return response.json()["error"]["code"]
-
-
 def data(response: httpx.Response) -> dict:
     assert response.status_code == 200, response.json()
     return response.json()["data"]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    """Assert that `response` has the HTTP status `status` and the error code `code`."""
+    assert response.status_code == status, response.json()
+    assert response.json()["error"]["code"] == code
 
 
 async def play(launcher: Launcher, game_server: GameServer, game: Game) -> str:
@@ -34,6 +36,33 @@ async def play(launcher: Launcher, game_server: GameServer, game: Game) -> str:
     verified = data(await game_server.verify(launch_data))
     assert verified["is_valid"] is True, verified
     return verified["game_session_id"]
+
+
+async def assert_both_ended(
+    launcher: Launcher, game_server: GameServer, game_session_id: str
+) -> None:
+    """Assert that the game server and launcher calls on the ended sessions are rejected."""
+    assert_error(await game_server.heartbeat(game_session_id), 410, "SESSION_ENDED")
+    assert_error(await game_server.end(game_session_id), 409, "ALREADY_ENDED")
+    assert_error(await launcher.heartbeat(), 410, "LAUNCHER_SESSION_ENDED")
+
+
+async def ended_session(
+    runtime: Runtime, game_session_id: str, reason: EndReason, ended_at: int
+) -> GameSession:
+    """Fetch the session's record and assert that it ended for `reason` at `ended_at`."""
+    record = await runtime.records.get_session(game_session_id)
+    assert record is not None
+    assert record.end_reason is reason
+    assert record.ended_at == ended_at
+    return record
+
+
+async def assert_active(runtime: Runtime, game_session_id: str) -> None:
+    """Assert that the session's record is still ACTIVE."""
+    record = await runtime.records.get_session(game_session_id)
+    assert record is not None
+    assert record.state is SessionState.ACTIVE
 
 
 # Start.
@@ -75,8 +104,7 @@ async def test_start_outside_cafe_rejected(launcher: Launcher, client_from):
 
     response = await launcher.start()
 
-    assert response.status_code == 403
-    assert error_code(response) == "NOT_PC_CAFE"
+    assert_error(response, 403, "NOT_PC_CAFE")
     assert "203.0.113.50" in response.json()["error"]["message"]
 
 
@@ -119,8 +147,7 @@ async def test_forwarded_ip_only_from_trusted_proxy(runtime: Runtime, launcher: 
 async def test_start_bad_field_named(launcher: Launcher, changes: dict, field: str):
     response = await launcher.start(**changes)
 
-    assert response.status_code == 400
-    assert error_code(response) == "BAD_REQUEST"
+    assert_error(response, 400, "BAD_REQUEST")
     assert f"'{field}'" in response.json()["error"]["message"]
 
 
@@ -167,8 +194,7 @@ async def test_start_ignores_unknown_fields(launcher: Launcher):
 async def test_ott_without_token_rejected(launcher: Launcher, game: Game):
     response = await launcher.ott(game.game_id)
 
-    assert response.status_code == 401
-    assert error_code(response) == "INVALID_TOKEN"
+    assert_error(response, 401, "INVALID_TOKEN")
 
 
 @pytest.mark.parametrize(
@@ -182,8 +208,7 @@ async def test_bad_bearer_rejected(launcher: Launcher, game: Game, authorization
 
     response = await launcher.send(request)
 
-    assert response.status_code == 401
-    assert error_code(response) == "INVALID_TOKEN"
+    assert_error(response, 401, "INVALID_TOKEN")
 
 
 async def test_token_needs_signature(launcher: Launcher, game: Game):
@@ -195,8 +220,7 @@ async def test_token_needs_signature(launcher: Launcher, game: Game):
         headers={"Authorization": f"Bearer {launcher.token}"},
     )
 
-    assert response.status_code == 401
-    assert error_code(response) == "SIGNATURE_MISSING"
+    assert_error(response, 401, "SIGNATURE_MISSING")
 
 
 # OTT.
@@ -224,8 +248,7 @@ async def test_ott_unknown_game(launcher: Launcher):
 
     response = await launcher.ott("game_ffffffffffff")
 
-    assert response.status_code == 404
-    assert error_code(response) == "GAME_NOT_FOUND"
+    assert_error(response, 404, "GAME_NOT_FOUND")
 
 
 async def test_ott_inactive_game(launcher: Launcher, game: Game, runtime: Runtime):
@@ -234,8 +257,7 @@ async def test_ott_inactive_game(launcher: Launcher, game: Game, runtime: Runtim
 
     response = await launcher.ott(game.game_id)
 
-    assert response.status_code == 404
-    assert error_code(response) == "GAME_NOT_FOUND"
+    assert_error(response, 404, "GAME_NOT_FOUND")
 
 
 @pytest.mark.parametrize("game_id", ["", "game_XYZ", "obby-tower", 7])
@@ -283,29 +305,20 @@ async def test_full_flow_until_launcher_end(
     clock.advance(30)
     ended = data(await launcher.end())
 
-    record = await runtime.records.get_session(game_session_id)
-    launcher_record = await runtime.records.get_launcher_session(started["launcher_session_id"])
     assert ended == {"result": "SUCCESS", "ended_game_session_ids": [game_session_id]}
-    assert record is not None
+    record = await ended_session(
+        runtime, game_session_id, EndReason.LAUNCHER_CLOSED, START + 270_000
+    )
+    launcher_record = await runtime.records.get_launcher_session(started["launcher_session_id"])
     assert record.launcher_session_id == started["launcher_session_id"]
     assert record.state is SessionState.ENDED
-    assert record.end_reason is EndReason.LAUNCHER_CLOSED
-    assert record.ended_at == START + 270_000
     assert record.play_duration_sec == 270
     assert launcher_record is not None
     assert launcher_record.end_reason == "LAUNCHER_CLOSED"
     assert launcher_record.ended_at == START + 270_000
     assert launcher_record.last_heartbeat_at == START + 240_000
 
-    heartbeat_after = await game_server.heartbeat(game_session_id)
-    end_after = await game_server.end(game_session_id)
-    launcher_after = await launcher.heartbeat()
-    assert heartbeat_after.status_code == 410
-    assert error_code(heartbeat_after) == "SESSION_ENDED"
-    assert end_after.status_code == 409
-    assert error_code(end_after) == "ALREADY_ENDED"
-    assert launcher_after.status_code == 410
-    assert error_code(launcher_after) == "LAUNCHER_SESSION_ENDED"
+    await assert_both_ended(launcher, game_server, game_session_id)
 
 
 async def test_game_end_keeps_launcher(
@@ -331,8 +344,7 @@ async def test_end_twice_rejected(launcher: Launcher):
     second = await launcher.end()
 
     assert first.status_code == 200
-    assert second.status_code == 410
-    assert error_code(second) == "LAUNCHER_SESSION_ENDED"
+    assert_error(second, 410, "LAUNCHER_SESSION_ENDED")
 
 
 # Replacement of a game session on the same PC.
@@ -357,14 +369,11 @@ async def test_replacement_through_http(
 
     assert replaced_beat.status_code == 200
     assert replaced_beat.json()["data"]["result"] == "SESSION_REPLACED"
-    assert replaced_end.status_code == 409
-    assert error_code(replaced_end) == "ALREADY_ENDED"
+    assert_error(replaced_end, 409, "ALREADY_ENDED")
     assert live_beat["result"] == "OK"
-    old = await runtime.records.get_session(first)
+    old = await ended_session(runtime, first, EndReason.SESSION_REPLACED, START + 100_000)
     new = await runtime.records.get_session(second)
-    assert old is not None and new is not None
-    assert old.end_reason is EndReason.SESSION_REPLACED
-    assert old.ended_at == START + 100_000
+    assert new is not None
     assert old.play_duration_sec == 100
     assert new.started_at == START + 100_000
     assert await runtime.records.live_session_on_pc("pc-1") == new
@@ -394,28 +403,17 @@ async def test_launcher_loss_ends_games(
     clock.set(START + 340_000)
     assert await run_job(runtime, "launcher_sweep_live") == 1
 
-    record = await runtime.records.get_session(game_session_id)
-    launcher_record = await runtime.records.get_launcher_session(started["launcher_session_id"])
     assert still_live is not None and still_live.state is SessionState.ACTIVE
-    assert record is not None
-    assert record.end_reason is EndReason.LAUNCHER_LOST
     # Billed to the earlier of the launcher's last heartbeat (+100 s) and the game's (+120 s).
-    assert record.ended_at == START + 100_000
+    record = await ended_session(runtime, game_session_id, EndReason.LAUNCHER_LOST, START + 100_000)
+    launcher_record = await runtime.records.get_launcher_session(started["launcher_session_id"])
     assert record.play_duration_sec == 100
     assert record.billable_sec == 100
     assert launcher_record is not None
     assert launcher_record.end_reason == "LAUNCHER_LOST"
     assert launcher_record.ended_at == START + 100_000
 
-    game_beat = await game_server.heartbeat(game_session_id)
-    game_end = await game_server.end(game_session_id)
-    launcher_beat = await launcher.heartbeat()
-    assert game_beat.status_code == 410
-    assert error_code(game_beat) == "SESSION_ENDED"
-    assert game_end.status_code == 409
-    assert error_code(game_end) == "ALREADY_ENDED"
-    assert launcher_beat.status_code == 410
-    assert error_code(launcher_beat) == "LAUNCHER_SESSION_ENDED"
+    await assert_both_ended(launcher, game_server, game_session_id)
 
 
 async def test_launcher_heartbeats_keep_games(
@@ -436,9 +434,7 @@ async def test_launcher_heartbeats_keep_games(
         await run_job(runtime, "launcher_sweep_live")
         await run_job(runtime, "launcher_sweep_records")
 
-    record = await runtime.records.get_session(game_session_id)
-    assert record is not None
-    assert record.state is SessionState.ACTIVE
+    await assert_active(runtime, game_session_id)
 
 
 async def test_late_launcher_heartbeat_not_revived(
@@ -457,13 +453,9 @@ async def test_late_launcher_heartbeat_not_revived(
     clock.set(START + 240_000)
     late = await launcher.heartbeat()
 
-    record = await runtime.records.get_session(game_session_id)
-    assert late.status_code == 410
-    assert error_code(late) == "LAUNCHER_SESSION_ENDED"
+    assert_error(late, 410, "LAUNCHER_SESSION_ENDED")
     assert "LAUNCHER_LOST" in late.json()["error"]["message"]
-    assert record is not None
-    assert record.end_reason is EndReason.LAUNCHER_LOST
-    assert record.ended_at == START
+    await ended_session(runtime, game_session_id, EndReason.LAUNCHER_LOST, START)
 
 
 async def test_lost_launcher_found_from_records(
@@ -490,11 +482,8 @@ async def test_lost_launcher_found_from_records(
     assert await run_job(runtime, "launcher_sweep_records") == 1
     again = await run_job(runtime, "launcher_sweep_records")
 
-    record = await runtime.records.get_session(game_session_id)
     assert again == 0
-    assert record is not None
-    assert record.end_reason is EndReason.LAUNCHER_LOST
-    assert record.ended_at == START + 120_000
+    await ended_session(runtime, game_session_id, EndReason.LAUNCHER_LOST, START + 120_000)
 
 
 async def test_launcher_record_written_every_half_timeout(
@@ -535,9 +524,7 @@ async def test_live_store_loss_keeps_launcher(
             data(await game_server.heartbeat(game_session_id))
         assert await run_job(runtime, "launcher_sweep_records") == 0
 
-    record = await runtime.records.get_session(game_session_id)
-    assert record is not None
-    assert record.state is SessionState.ACTIVE
+    await assert_active(runtime, game_session_id)
 
 
 async def test_game_timeout_wins_over_loss(
@@ -556,10 +543,7 @@ async def test_game_timeout_wins_over_loss(
     clock.set(START + 400_000)
     await run_job(runtime, "launcher_sweep_live")
 
-    record = await runtime.records.get_session(game_session_id)
-    assert record is not None
-    assert record.end_reason is EndReason.HEARTBEAT_TIMEOUT
-    assert record.ended_at == START
+    await ended_session(runtime, game_session_id, EndReason.HEARTBEAT_TIMEOUT, START)
 
 
 # A new start on the same PC.
@@ -582,11 +566,9 @@ async def test_logout_then_new_launch(
     data(await relaunched.start("pc-1"))
     second = await play(relaunched, game_server, game)
 
-    old = await runtime.records.get_session(first)
+    old = await ended_session(runtime, first, EndReason.LAUNCHER_CLOSED, START + 100_000)
     new = await runtime.records.get_session(second)
-    assert old is not None and new is not None
-    assert old.end_reason is EndReason.LAUNCHER_CLOSED
-    assert old.ended_at == START + 100_000
+    assert new is not None
     assert new.started_at == START + 100_000
     assert old.ended_at <= new.started_at
     assert new.launcher_session_id == relaunched.launcher_session_id
@@ -607,26 +589,20 @@ async def test_restart_without_logout(
 
     relaunched = make_launcher()
     data(await relaunched.start("pc-1"))
-    old_record = await runtime.records.get_session(first)
+    old_record = await ended_session(runtime, first, EndReason.LAUNCHER_CLOSED, START + 150_000)
     clock.advance(5)
     second = await play(relaunched, game_server, game)
 
     old_launcher = await runtime.records.get_launcher_session(first_start["launcher_session_id"])
     new = await runtime.records.get_session(second)
-    assert old_record is not None and new is not None
-    assert old_record.end_reason is EndReason.LAUNCHER_CLOSED
-    assert old_record.ended_at == START + 150_000
+    assert new is not None
     assert old_record.play_duration_sec == 150
     assert new.started_at == START + 155_000
     assert old_launcher is not None
     assert old_launcher.end_reason == "REPLACED"
 
-    old_token_call = await launcher.heartbeat()
-    old_game_beat = await game_server.heartbeat(first)
-    assert old_token_call.status_code == 410
-    assert error_code(old_token_call) == "LAUNCHER_SESSION_ENDED"
-    assert old_game_beat.status_code == 410
-    assert error_code(old_game_beat) == "SESSION_ENDED"
+    assert_error(await launcher.heartbeat(), 410, "LAUNCHER_SESSION_ENDED")
+    assert_error(await game_server.heartbeat(first), 410, "SESSION_ENDED")
 
 
 async def test_other_pc_untouched_by_start(
@@ -637,6 +613,4 @@ async def test_other_pc_untouched_by_start(
 
     data(await make_launcher().start("pc-2"))
 
-    record = await runtime.records.get_session(first)
-    assert record is not None
-    assert record.state is SessionState.ACTIVE
+    await assert_active(runtime, first)
