@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from session_copy import SESSION_COLUMNS, copy_sessions  # beside this script
 
 from playwave.clock import ManualClock
 from playwave.domain.settlement import Month, month_bounds
@@ -34,21 +35,8 @@ GAMES = 20
 USERS = 200_000
 CHUNK = 50_000
 
-COLUMNS = (
-    "game_session_id",
-    "ott",
-    "game_id",
-    "api_key_id",
-    "environment",
-    "provider_user_id",
-    "cafe_id",
-    "pc_id",
-    "launcher_session_id",
-    "rate_per_hour",
-    "billing_id",
-    "state",
-    "started_at",
-    "last_heartbeat_at",
+ENDED_COLUMNS = (
+    *SESSION_COLUMNS,
     "exhausted_at",
     "ended_at",
     "end_reason",
@@ -123,12 +111,13 @@ async def fill(dsn: str, sessions: int) -> None:
                 for game in range(GAMES)
             ],
         )
-        written = 0
-        while written < sessions:
-            rows = session_rows(min(CHUNK, sessions - written), seed=written)
-            await connection.copy_records_to_table("game_sessions", records=rows, columns=COLUMNS)
-            written += len(rows)
-        await connection.execute("ANALYZE game_sessions")
+
+        # A generator, so the rows are built one chunk at a time just before each copy.
+        chunks = (
+            session_rows(min(CHUNK, sessions - first), seed=first)
+            for first in range(0, sessions, CHUNK)
+        )
+        await copy_sessions(connection, ENDED_COLUMNS, chunks)
     finally:
         await connection.close()
 

@@ -30,6 +30,8 @@ from playwave.stores.base import Game, OttGrant
 from playwave.stores.redis import scripts
 from playwave.stores.redis.live import RedisLiveStore
 
+from ..session_copy import SESSION_COLUMNS, copy_sessions
+
 log = structlog.get_logger("benchmarks.population")
 
 COPY_CHUNK = 50_000
@@ -37,24 +39,7 @@ PIPELINE_CHUNK = 5_000
 CAFE_BALANCE = 10**12
 DAY_MS = 86_400_000
 
-SESSION_COLUMNS = (
-    "game_session_id",
-    "ott",
-    "game_id",
-    "api_key_id",
-    "environment",
-    "provider_user_id",
-    "cafe_id",
-    "pc_id",
-    "launcher_session_id",
-    "rate_per_hour",
-    "billing_id",
-    "state",
-    "started_at",
-    "last_heartbeat_at",
-    "reported_sec",
-    "next_report_at",
-)
+LIVE_COLUMNS = (*SESSION_COLUMNS, "reported_sec", "next_report_at")
 
 
 @dataclass(frozen=True)
@@ -145,13 +130,10 @@ async def add_live_sessions(
         _session_rows(tenant, count, pc_prefix, last_heartbeat_at, last_heartbeat_at, with_billing)
     )
 
+    chunks = (rows[start : start + COPY_CHUNK] for start in range(0, len(rows), COPY_CHUNK))
     connection = await asyncpg.connect(dsn)
     try:
-        for start in range(0, len(rows), COPY_CHUNK):
-            await connection.copy_records_to_table(
-                "game_sessions", records=rows[start : start + COPY_CHUNK], columns=SESSION_COLUMNS
-            )
-        await connection.execute("ANALYZE game_sessions")
+        await copy_sessions(connection, LIVE_COLUMNS, chunks)
     finally:
         await connection.close()
 
