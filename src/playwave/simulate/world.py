@@ -17,6 +17,11 @@ from playwave.simulate.stats import CallStats
 
 log = structlog.get_logger("playwave.simulate")
 
+# Each game talks to the server through a few small clients rather than one large pool. Eight
+# clients of eight connections still let an instance that shuts down send its ends at once.
+GAME_CLIENTS = 8
+GAME_CLIENT_CONNECTIONS = 8
+
 
 @dataclass(frozen=True, slots=True)
 class SimGame:
@@ -91,7 +96,7 @@ class World:
         self.live_sessions = 0
         self.events: dict[str, int] = {}
         self.cafe_endpoints: dict[int, HttpEndpoint] = {}
-        self.game_apis: dict[str, GameServerApi] = {}
+        self.game_apis: dict[str, list[GameServerApi]] = {}
         self.instances: dict[str, list[GameInstance]] = {game.game_id: [] for game in games}
         self._instance_numbers: dict[str, int] = {game.game_id: 0 for game in games}
         self.rng = random.Random(config.seed)
@@ -107,39 +112,44 @@ class World:
         self.stats.add_violation(Violation(endpoint, status, problem))
 
     def open_clients(self, game_server_ips: list[str]) -> None:
-        """Open one HTTP client per cafe and per game, each on its own source address.
+        """Open one HTTP client per cafe and a few per game, each game's on its own address.
 
-        A cafe's pool is small because httpcore checks every pooled connection on each request
-        and a cafe's launchers rarely have more than a few requests in flight. A game's pool is
-        larger, because an instance that shuts down sends all its ends at once.
+        Pools stay small because httpcore checks every pooled connection on each request, so
+        one large pool costs the simulation more CPU per call than the server spends on it. A
+        game's instances share its clients in turn, as Roblox servers each keep their own.
         """
         for cafe in self.cafes:
             self.cafe_endpoints[cafe.index] = HttpEndpoint(
                 self.config.url, cafe.ip, self.stats, self.in_flight, max_connections=4
             )
         for game, address in zip(self.games, game_server_ips, strict=True):
-            endpoint = HttpEndpoint(
-                self.config.url, address, self.stats, self.in_flight, max_connections=64
-            )
-            self.game_apis[game.game_id] = GameServerApi(endpoint, game.api_key)
+            self.game_apis[game.game_id] = [
+                GameServerApi(
+                    HttpEndpoint(
+                        self.config.url,
+                        address,
+                        self.stats,
+                        self.in_flight,
+                        max_connections=GAME_CLIENT_CONNECTIONS,
+                    ),
+                    game.api_key,
+                )
+                for _ in range(GAME_CLIENTS)
+            ]
 
     async def close_clients(self) -> None:
         for endpoint in self.cafe_endpoints.values():
             await endpoint.close()
-        for api in self.game_apis.values():
-            await api.endpoint.close()
+        for apis in self.game_apis.values():
+            for api in apis:
+                await api.endpoint.close()
 
     def instance_for(self, game: SimGame) -> GameInstance:
         """Return a live instance of `game` with room for one more player, starting one if none."""
         for instance in self.instances[game.game_id]:
             if instance.alive and len(instance.sessions) < self.behaviour.instance_capacity:
                 return instance
-        self._instance_numbers[game.game_id] += 1
-        instance = GameInstance(
-            game, self._instance_numbers[game.game_id], self.game_apis[game.game_id]
-        )
-        self.instances[game.game_id].append(instance)
-        return instance
+        return self._start_instance(game)
 
     def other_instance(self, current: GameInstance) -> GameInstance:
         """Return the instance a teleport from `current` lands on (a fresh one if needed)."""
@@ -152,9 +162,12 @@ class World:
         ]
         if candidates:
             return self.rng.choice(candidates)
-        self._instance_numbers[current.game.game_id] += 1
-        instance = GameInstance(
-            current.game, self._instance_numbers[current.game.game_id], current.api
-        )
-        self.instances[current.game.game_id].append(instance)
+        return self._start_instance(current.game)
+
+    def _start_instance(self, game: SimGame) -> GameInstance:
+        self._instance_numbers[game.game_id] += 1
+        number = self._instance_numbers[game.game_id]
+        apis = self.game_apis[game.game_id]
+        instance = GameInstance(game, number, apis[number % len(apis)])
+        self.instances[game.game_id].append(instance)
         return instance
