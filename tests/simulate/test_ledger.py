@@ -174,7 +174,7 @@ def test_replaced_during_heartbeat_billed_to_verify_passes() -> None:
 
 
 def test_normal_end_of_unanswered_attempt_passes() -> None:
-    # The first end attempt reached the server but its answer was lost; the retry answered 409.
+    # The first end attempt reached the server but its response was lost, so the retry got 409.
     session = truth()
     session.end_sent_ms = T0 + 600_000
     session.end_received_ms = T0 + 640_000

@@ -276,8 +276,9 @@ class GameSessionRunner:
     async def _end(self) -> None:
         """Call end with the play time the game server measured, retrying transient failures.
 
-        The end call's window runs from the first attempt's clock read to the last answer, or to
-        the moment the attempt was cut off: any attempt in it may be the one the server applied.
+        The end call's window runs from the first attempt's clock read to the last response, or
+        to the moment the attempt was cut off, because any attempt in it may be the one the
+        server applied.
         """
         truth = self.truth
         try:

@@ -123,19 +123,17 @@ class World:
                 self.config.url, cafe.ip, self.stats, self.in_flight, max_connections=4
             )
         for game, address in zip(self.games, game_server_ips, strict=True):
-            self.game_apis[game.game_id] = [
-                GameServerApi(
-                    HttpEndpoint(
-                        self.config.url,
-                        address,
-                        self.stats,
-                        self.in_flight,
-                        max_connections=GAME_CLIENT_CONNECTIONS,
-                    ),
-                    game.api_key,
+            apis = []
+            for _ in range(GAME_CLIENTS):
+                endpoint = HttpEndpoint(
+                    self.config.url,
+                    address,
+                    self.stats,
+                    self.in_flight,
+                    max_connections=GAME_CLIENT_CONNECTIONS,
                 )
-                for _ in range(GAME_CLIENTS)
-            ]
+                apis.append(GameServerApi(endpoint, game.api_key))
+            self.game_apis[game.game_id] = apis
 
     async def close_clients(self) -> None:
         for endpoint in self.cafe_endpoints.values():
