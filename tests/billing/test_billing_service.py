@@ -106,6 +106,16 @@ async def test_usage_stops_at_heartbeat_deadline_and_stop_refunds(
     assert balance_before - balance_after == charge_for(30, PRICE)
 
 
+async def start_low_cafe_session(
+    runtime: Runtime, game_server: GameServer, game: Game, simulator: PartnerSimulator
+) -> str:
+    """Start a session at a cafe whose 50 G-coin cover 152 s of play; return its id."""
+    # 50 G-coin at 1,200 per hour covers 152 s: 152 s cost 50.67, rounded down to 50.
+    await simulator.sandbox.add_cafe(name="Low Cafe", ip=None, balance=50, cafe_id="cafe_low")
+    grant = await mint_cafe_ott(runtime, game.game_id, "pc-low", "cafe_low")
+    return await game_server.start(grant)
+
+
 async def test_exhaustion_found_within_seconds(
     runtime: Runtime,
     game_server: GameServer,
@@ -114,10 +124,7 @@ async def test_exhaustion_found_within_seconds(
     billing: Billing,
     simulator: PartnerSimulator,
 ):
-    # 50 G-coin at 1,200 per hour covers 152 s: 152 s cost 50.67, rounded down to 50.
-    await simulator.sandbox.add_cafe(name="Low Cafe", ip=None, balance=50, cafe_id="cafe_low")
-    grant = await mint_cafe_ott(runtime, game.game_id, "pc-low", "cafe_low")
-    game_session_id = await game_server.start(grant)
+    game_session_id = await start_low_cafe_session(runtime, game_server, game, simulator)
     started_at = clock.now()
 
     found_at = None
@@ -140,6 +147,55 @@ async def test_exhaustion_found_within_seconds(
     assert record.state is SessionState.GRACE
     assert found_at is not None
     assert found_at - record.exhausted_at <= 3_000
+
+
+async def test_grace_runs_from_when_exhaustion_is_learned(
+    runtime: Runtime,
+    game_server: GameServer,
+    game: Game,
+    clock: ManualClock,
+    billing: Billing,
+    simulator: PartnerSimulator,
+):
+    # The G-coin covers 152 s, but the usage report that finds it out is answered at 300 s.
+    game_session_id = await start_low_cafe_session(runtime, game_server, game, simulator)
+    started_at = clock.now()
+
+    for _ in range(10):
+        clock.advance(30)
+        heartbeat = await game_server.heartbeat(game_session_id)
+        assert heartbeat.json()["data"]["result"] == "OK"
+    await runtime.jobs_by_name["flush_heartbeats"].step()
+    last_ok_heartbeat = clock.now()
+
+    await billing.queue_usage_reports()
+    await billing.dispatch_partner_calls()
+
+    record = await runtime.records.get_session(game_session_id)
+    assert record is not None
+    assert record.exhausted_at == started_at + 152_000
+    assert record.grace_started_at == last_ok_heartbeat
+    heartbeat = (await game_server.heartbeat(game_session_id)).json()["data"]
+    assert heartbeat["result"] == "CHARGE_EXHAUSTED"
+    assert heartbeat["next_heartbeat_in"] == 120
+
+    clock.advance(119)
+    await runtime.jobs_by_name["sweep_live"].step()
+    still_live = await runtime.records.get_session(game_session_id)
+    assert still_live is not None and still_live.ended_at is None
+
+    clock.advance(1)
+    await runtime.jobs_by_name["sweep_live"].step()
+    ended = await runtime.records.get_session(game_session_id)
+    assert ended is not None
+    assert ended.end_reason is EndReason.CHARGE_EXHAUSTED
+    assert ended.ended_at == last_ok_heartbeat + 120_000
+    assert ended.play_duration_sec == 420
+    assert ended.billable_sec == 152
+
+    await drain_queue(runtime, billing, clock)
+    state = await simulator.sandbox.get_billing(ended.billing_id or "")
+    assert state is not None and state.charged_seconds == 152
 
 
 async def end_played_sessions(game_server: GameServer, ott, clock: ManualClock, count: int):

@@ -216,9 +216,11 @@ async def test_exhaustion_then_end_after_grace(
     exhausted_at = started_at + covered * 1000
     assert record.exhausted_at == exhausted_at
     assert clock.now() - exhausted_at <= 3_000
+    assert record.grace_started_at == clock.now()
     assert set(results) == {"OK"}
 
-    clock.set(exhausted_at + 119_000)
+    grace_ends_at = record.grace_started_at + 120_000
+    clock.set(grace_ends_at - 1_000)
     heartbeat = await server.heartbeat(game_session_id)
     assert heartbeat.status_code == 200
     assert heartbeat.json()["data"]["result"] == "CHARGE_EXHAUSTED"
@@ -226,12 +228,12 @@ async def test_exhaustion_then_end_after_grace(
     still_live = await process_runtime.records.get_session(game_session_id)
     assert still_live is not None and still_live.ended_at is None
 
-    clock.set(exhausted_at + 120_000)
+    clock.set(grace_ends_at)
     await process_runtime.jobs_by_name["sweep_live"].step()
     ended = await process_runtime.records.get_session(game_session_id)
     assert ended is not None
     assert ended.end_reason is EndReason.CHARGE_EXHAUSTED
-    assert ended.ended_at == exhausted_at + 120_000
+    assert ended.ended_at == grace_ends_at
     assert ended.billable_sec == covered
     after_end = await server.heartbeat(game_session_id)
     assert after_end.status_code == 410

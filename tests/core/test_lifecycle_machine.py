@@ -2,7 +2,8 @@
 
 It keeps its own model of every session and checks after each step that the records agree:
 each session ends once, with the reason and billed end the lifecycle rules give, and has at most
-one stop-billing call queued.
+one stop-billing call queued. The cafe's G-coin may run out at any moment, learned at any later
+moment, as a usage report answered late would tell it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from playwave.clock import ManualClock
 from playwave.runtime import Runtime, build_runtime
+from playwave.services.billing import Billing
 from playwave.services.errors import AlreadyEnded, SessionEnded
 from playwave.settings import Settings
 from playwave.stores.base import Game
 from tests.helpers import mint_ott
 
 TTL_MS = 240_000
+GRACE_MS = 120_000
 REPLACED_ANSWER_MS = 3_600_000
 
 
@@ -36,9 +39,23 @@ class ModelSession:
     last_heartbeat_at: int
     end_reason: str | None = None
     ended_at: int | None = None
+    exhausted_at: int | None = None
+    grace_started_at: int | None = None
+
+    def automatic_end(self) -> tuple[str, int]:
+        """Return the reason and billed end the session gets if nothing else ends it first."""
+        timeout = self.last_heartbeat_at + TTL_MS
+        if self.grace_started_at is not None and self.grace_started_at + GRACE_MS <= timeout:
+            return "CHARGE_EXHAUSTED", self.grace_started_at + GRACE_MS
+        return "HEARTBEAT_TIMEOUT", self.last_heartbeat_at
 
     def expired(self, now: int) -> bool:
-        return self.end_reason is None and now >= self.last_heartbeat_at + TTL_MS
+        if self.end_reason is not None:
+            return False
+        reason, _ = self.automatic_end()
+        if reason == "CHARGE_EXHAUSTED":
+            return now >= self.grace_started_at + GRACE_MS
+        return now >= self.last_heartbeat_at + TTL_MS
 
     def end(self, reason: str, at: int) -> None:
         self.end_reason = reason
@@ -64,6 +81,10 @@ class SessionMachine(RuleBasedStateMachine):
         self.run(self.runtime.records.create_game(Game("game_0000000000aa", "Obby", 600, True, 0)))
         issued = self.run(self.runtime.api_keys.issue("game_0000000000aa", "live"))
         self.key = self.run(self.runtime.api_keys.authenticate(issued.api_key))
+        timers = self.runtime.settings.timers
+        self.billing = Billing(
+            self.runtime.records, self.runtime.live, self.runtime.partner, self.clock, timers
+        )
 
     def teardown(self) -> None:
         if self.runtime is not None:
@@ -75,7 +96,7 @@ class SessionMachine(RuleBasedStateMachine):
         now = self.clock.now()
         for session in self.sessions.values():
             if session.expired(now) and (pc_id is None or session.pc_id == pc_id):
-                session.end("HEARTBEAT_TIMEOUT", session.last_heartbeat_at)
+                session.end(*session.automatic_end())
 
     @rule(pc=st.integers(0, 3), user=st.integers(1, 5))
     def start(self, pc: int, user: int) -> None:
@@ -94,7 +115,7 @@ class SessionMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sessions)
     @rule(data=st.data())
     def heartbeat(self, data) -> None:
-        session_id = data.draw(st.sampled_from(sorted(self.sessions)))
+        session_id = data.draw(st.sampled_from(list(self.sessions)))
         session = self.sessions[session_id]
         now = self.clock.now()
         self._expire_overdue()
@@ -113,14 +134,20 @@ class SessionMachine(RuleBasedStateMachine):
             assert answer.result == "SESSION_REPLACED"
             return
         assert session.end_reason is None
-        assert answer.result == "OK"
+        if session.grace_started_at is None:
+            assert answer.result == "OK"
+            assert answer.next_heartbeat_in == 120
+        else:
+            assert answer.result == "CHARGE_EXHAUSTED"
+            grace_left_ms = session.grace_started_at + GRACE_MS - now
+            assert answer.next_heartbeat_in == max(1, min(120, -(-grace_left_ms // 1000)))
         assert answer.play_duration_sec == (now - session.started_at) // 1000
         session.last_heartbeat_at = now
 
     @precondition(lambda self: self.sessions)
     @rule(data=st.data(), client_seconds=st.none() | st.integers(0, 10_000))
     def end(self, data, client_seconds) -> None:
-        session_id = data.draw(st.sampled_from(sorted(self.sessions)))
+        session_id = data.draw(st.sampled_from(list(self.sessions)))
         session = self.sessions[session_id]
         now = self.clock.now()
         self._expire_overdue()
@@ -136,9 +163,25 @@ class SessionMachine(RuleBasedStateMachine):
         session.end("NORMAL", now)
 
     @precondition(lambda self: self.sessions)
+    @rule(data=st.data(), covered_seconds=st.sampled_from([0, 1, 60, 150, 600]))
+    def learn_exhaustion(self, data, covered_seconds) -> None:
+        """A usage report answered now says the wallet covered only `covered_seconds`."""
+        session_id = data.draw(st.sampled_from(list(self.sessions)))
+        session = self.sessions[session_id]
+        now = self.clock.now()
+        self._expire_overdue()
+
+        self.run(self.billing.mark_exhausted(session_id, covered_seconds))
+
+        if session.end_reason is not None or session.exhausted_at is not None:
+            return
+        session.exhausted_at = session.started_at + covered_seconds * 1000
+        session.grace_started_at = max(session.exhausted_at, now)
+
+    @precondition(lambda self: self.sessions)
     @rule(data=st.data())
     def repeat_verify(self, data) -> None:
-        session_id = data.draw(st.sampled_from(sorted(self.sessions)))
+        session_id = data.draw(st.sampled_from(list(self.sessions)))
         session = self.sessions[session_id]
         self._expire_overdue()
 
@@ -168,12 +211,17 @@ class SessionMachine(RuleBasedStateMachine):
             record = self.run(self.runtime.records.get_session(session_id))
             if record.end_reason is None:
                 # The server may not have noticed an expiry yet; it must not have ended early.
-                assert session.end_reason is None or session.end_reason == "HEARTBEAT_TIMEOUT"
+                assert session.end_reason in (None, "HEARTBEAT_TIMEOUT", "CHARGE_EXHAUSTED")
                 continue
             assert record.end_reason == session.end_reason, session_id
             assert record.ended_at == session.ended_at
             assert record.play_duration_sec == (session.ended_at - session.started_at) // 1000
-            assert record.billable_sec <= record.play_duration_sec
+            assert record.ended_at >= session.last_heartbeat_at
+            billable_until = session.ended_at
+            if session.exhausted_at is not None:
+                billable_until = min(billable_until, session.exhausted_at)
+            billable_sec = max(0, billable_until - session.started_at) // 1000
+            assert record.billable_sec == billable_sec
 
 
 TestSessionMachine = SessionMachine.TestCase

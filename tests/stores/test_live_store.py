@@ -30,7 +30,7 @@ def live_session(game_session_id: str | None = None, *, at: int = START, pc_id: 
         pc_id=pc_id,
         started_at=at,
         last_heartbeat_at=at,
-        exhausted_at=None,
+        grace_started_at=None,
         state=SessionState.ACTIVE,
         deadline=at + TIMERS.session_ttl_ms,
     )
@@ -84,7 +84,7 @@ async def test_ott_expires_at_expiry(live_store: LiveStore):
 
 
 async def test_session_round_trip(live_store: LiveStore):
-    session = live_session().replace(exhausted_at=START + 5, state=SessionState.GRACE)
+    session = live_session().replace(grace_started_at=START + 5, state=SessionState.GRACE)
     await live_store.put_session(session)
 
     assert await live_store.get_session(session.game_session_id) == session
@@ -152,16 +152,16 @@ async def test_touch_after_deadline_is_expired(live_store: LiveStore):
 
 async def test_touch_in_grace_keeps_grace_deadline(live_store: LiveStore):
     session = await put_live(live_store)
-    exhausted_at = START + 10_000
-    await live_store.mark_exhausted(session.game_session_id, exhausted_at, TIMERS)
+    grace_started_at = START + 10_000
+    await live_store.start_grace(session.game_session_id, grace_started_at, TIMERS)
 
     outcome = await live_store.touch(session.game_session_id, GAME_ID, USER, START + 60_000, TIMERS)
 
     assert outcome.status is TouchStatus.TOUCHED
     assert outcome.session is not None
     assert outcome.session.state is SessionState.GRACE
-    assert outcome.session.exhausted_at == exhausted_at
-    assert outcome.session.deadline == exhausted_at + TIMERS.charge_grace_ms
+    assert outcome.session.grace_started_at == grace_started_at
+    assert outcome.session.deadline == grace_started_at + TIMERS.charge_grace_ms
 
 
 async def test_touch_ending_and_ended(live_store: LiveStore):
@@ -182,16 +182,16 @@ async def test_touch_ending_and_ended(live_store: LiveStore):
 # Exhaustion, ending and tombstones.
 
 
-async def test_mark_exhausted_only_once(live_store: LiveStore):
+async def test_start_grace_only_once(live_store: LiveStore):
     session = await put_live(live_store)
 
-    await live_store.mark_exhausted(session.game_session_id, START + 10_000, TIMERS)
-    await live_store.mark_exhausted(session.game_session_id, START + 20_000, TIMERS)
+    await live_store.start_grace(session.game_session_id, START + 10_000, TIMERS)
+    await live_store.start_grace(session.game_session_id, START + 20_000, TIMERS)
 
     stored = await live_store.get_session(session.game_session_id)
     assert stored is not None
     assert stored.state is SessionState.GRACE
-    assert stored.exhausted_at == START + 10_000
+    assert stored.grace_started_at == START + 10_000
     assert stored.deadline == START + 10_000 + TIMERS.charge_grace_ms
 
 
@@ -249,7 +249,7 @@ async def test_mark_ending_never_reopens_tombstone(live_store: LiveStore):
 async def test_marks_on_missing_session_do_nothing(live_store: LiveStore):
     game_session_id = new_session_id()
 
-    await live_store.mark_exhausted(game_session_id, START, TIMERS)
+    await live_store.start_grace(game_session_id, START, TIMERS)
     await live_store.mark_ending(game_session_id, EndReason.NORMAL, START)
     await live_store.mark_ended(game_session_id, EndReason.NORMAL, START + 600_000)
 

@@ -166,8 +166,8 @@ async def test_mark_exhausted_once(record_store: RecordStore):
     session = new_record()
     await record_store.create_session(session)
 
-    first = await record_store.mark_exhausted(session.game_session_id, START + 1000)
-    second = await record_store.mark_exhausted(session.game_session_id, START + 2000)
+    first = await record_store.mark_exhausted(session.game_session_id, START + 1000, START + 4000)
+    second = await record_store.mark_exhausted(session.game_session_id, START + 2000, START + 5000)
 
     assert first is True
     assert second is False
@@ -175,6 +175,7 @@ async def test_mark_exhausted_once(record_store: RecordStore):
     assert stored is not None
     assert stored.state is SessionState.GRACE
     assert stored.exhausted_at == START + 1000
+    assert stored.grace_started_at == START + 4000
 
 
 async def test_record_heartbeats_batch(record_store: RecordStore):
@@ -207,9 +208,14 @@ async def test_overdue_sessions(record_store: RecordStore):
     fresh = new_record("pc-1", at=START + 200_000)
     silent = new_record("pc-2")
     exhausted = new_record("pc-3", at=START + 200_000)
-    for session in (fresh, silent, exhausted):
+    # Ran out at the same moment, but the server learned it later, so its grace is not over yet.
+    noticed_late = new_record("pc-4", at=START + 200_000)
+    for session in (fresh, silent, exhausted, noticed_late):
         await record_store.create_session(session)
-    await record_store.mark_exhausted(exhausted.game_session_id, START + 100_000)
+    await record_store.mark_exhausted(exhausted.game_session_id, START + 100_000, START + 100_000)
+    await record_store.mark_exhausted(
+        noticed_late.game_session_id, START + 100_000, START + 150_000
+    )
 
     overdue = await record_store.overdue_sessions(START + TIMERS.session_ttl_ms, TIMERS, 10)
 
@@ -217,7 +223,7 @@ async def test_overdue_sessions(record_store: RecordStore):
         silent.game_session_id,
         exhausted.game_session_id,
     }
-    assert await record_store.count_live_sessions() == 3
+    assert await record_store.count_live_sessions() == 4
 
 
 # Partner call queue.

@@ -68,6 +68,7 @@ class GameSession:
     started_at: Millis
     last_heartbeat_at: Millis
     exhausted_at: Millis | None = None
+    grace_started_at: Millis | None = None
     ended_at: Millis | None = None
     end_reason: EndReason | None = None
     play_duration_sec: int | None = None
@@ -98,20 +99,30 @@ def heartbeat_deadline(last_heartbeat_at: Millis, timers: Timers) -> Millis:
     return last_heartbeat_at + timers.session_ttl_ms
 
 
-def grace_deadline(exhausted_at: Millis, timers: Timers) -> Millis:
-    return exhausted_at + timers.charge_grace_ms
+def grace_started(exhausted_at: Millis, noticed_at: Millis) -> Millis:
+    """Return when the grace of a session whose G-coin ran out at `exhausted_at` starts.
+
+    The server learns of an exhaustion from a usage report's result, which may arrive late. The
+    grace runs from the moment the server learned it, so every heartbeat it accepted with result
+    `OK` before then falls inside the session. Billable time still stops at `exhausted_at`.
+    """
+    return max(exhausted_at, noticed_at)
 
 
-def deadline(last_heartbeat_at: Millis, exhausted_at: Millis | None, timers: Timers) -> Millis:
+def grace_deadline(grace_started_at: Millis, timers: Timers) -> Millis:
+    return grace_started_at + timers.charge_grace_ms
+
+
+def deadline(last_heartbeat_at: Millis, grace_started_at: Millis | None, timers: Timers) -> Millis:
     """Return the earliest moment the server must end a live session on its own."""
     end_by_heartbeat = heartbeat_deadline(last_heartbeat_at, timers)
-    if exhausted_at is None:
+    if grace_started_at is None:
         return end_by_heartbeat
-    return min(end_by_heartbeat, grace_deadline(exhausted_at, timers))
+    return min(end_by_heartbeat, grace_deadline(grace_started_at, timers))
 
 
 def automatic_end(
-    last_heartbeat_at: Millis, exhausted_at: Millis | None, now: Millis, timers: Timers
+    last_heartbeat_at: Millis, grace_started_at: Millis | None, now: Millis, timers: Timers
 ) -> tuple[EndReason, Millis] | None:
     """Return the reason and billed end of an automatic end that is due at `now`, if any.
 
@@ -119,7 +130,7 @@ def automatic_end(
     ran out timed out at its last heartbeat.
     """
     end_by_heartbeat = heartbeat_deadline(last_heartbeat_at, timers)
-    end_by_grace = None if exhausted_at is None else grace_deadline(exhausted_at, timers)
+    end_by_grace = None if grace_started_at is None else grace_deadline(grace_started_at, timers)
 
     if end_by_grace is not None and end_by_grace <= end_by_heartbeat and now >= end_by_grace:
         return EndReason.CHARGE_EXHAUSTED, end_by_grace
@@ -144,15 +155,15 @@ def resolve_end(
     billed to its last sign of life, whatever was requested later.
     """
     last_seen = max(session.last_heartbeat_at, last_heartbeat_at or 0)
-    due = automatic_end(last_seen, session.exhausted_at, at, timers)
+    due = automatic_end(last_seen, session.grace_started_at, at, timers)
     if due is not None:
         reason, ended_at = due
     elif reason is EndReason.HEARTBEAT_TIMEOUT:
         ended_at = last_seen
     elif reason is EndReason.CHARGE_EXHAUSTED:
-        if session.exhausted_at is None:
+        if session.grace_started_at is None:
             raise ValueError(f"session {session.game_session_id} has not run out of G-coin")
-        ended_at = min(at, grace_deadline(session.exhausted_at, timers))
+        ended_at = min(at, grace_deadline(session.grace_started_at, timers))
     elif reason is EndReason.LAUNCHER_LOST:
         ended_at = min(last_seen, launcher_last_seen_at if launcher_last_seen_at else at, at)
     else:
@@ -175,10 +186,10 @@ def play_duration_now(started_at: Millis, now: Millis) -> int:
     return whole_seconds(started_at, now)
 
 
-def next_heartbeat_in(now: Millis, exhausted_at: Millis | None, timers: Timers) -> int:
+def next_heartbeat_in(now: Millis, grace_started_at: Millis | None, timers: Timers) -> int:
     """Return the advised seconds until the next heartbeat, lowered near the end of a grace."""
     interval = timers.heartbeat_interval_sec
-    if exhausted_at is None:
+    if grace_started_at is None:
         return interval
-    remaining_ms = grace_deadline(exhausted_at, timers) - now
+    remaining_ms = grace_deadline(grace_started_at, timers) - now
     return max(1, min(interval, -(-remaining_ms // 1000)))

@@ -22,7 +22,7 @@ class LiveSession:
     pc_id: str
     started_at: Millis
     last_heartbeat_at: Millis
-    exhausted_at: Millis | None
+    grace_started_at: Millis | None
     state: SessionState
     deadline: Millis
     end_reason: EndReason | None = None
@@ -36,9 +36,9 @@ class LiveSession:
             pc_id=session.pc_id,
             started_at=session.started_at,
             last_heartbeat_at=session.last_heartbeat_at,
-            exhausted_at=session.exhausted_at,
+            grace_started_at=session.grace_started_at,
             state=session.state,
-            deadline=deadline(session.last_heartbeat_at, session.exhausted_at, timers),
+            deadline=deadline(session.last_heartbeat_at, session.grace_started_at, timers),
             end_reason=session.end_reason,
         )
 
@@ -86,6 +86,6 @@ def touch(
 
     renewed = current.replace(
         last_heartbeat_at=max(now, current.last_heartbeat_at),
-        deadline=deadline(max(now, current.last_heartbeat_at), current.exhausted_at, timers),
+        deadline=deadline(max(now, current.last_heartbeat_at), current.grace_started_at, timers),
     )
     return Touch(TouchStatus.TOUCHED, renewed)

@@ -21,7 +21,7 @@ import structlog
 from playwave import metrics
 from playwave.clock import Clock
 from playwave.domain.billing import exhausted_at, next_report_delay, usage_seconds_so_far
-from playwave.domain.lifecycle import GameSession, SessionState, Timers
+from playwave.domain.lifecycle import GameSession, SessionState, Timers, grace_started
 from playwave.partner.base import (
     Partner,
     PartnerRejected,
@@ -296,20 +296,30 @@ class Billing:
     async def mark_exhausted(self, game_session_id: str, charged_seconds: int) -> None:
         """Record that a session's wallet covered only `charged_seconds`; its grace starts.
 
-        Billable time stops at the exhaustion moment, and heartbeats answer CHARGE_EXHAUSTED
-        from then on; the sweepers end the session when the grace is over.
+        Billable time stops at the exhaustion moment. The grace runs from now, when the server
+        learns of it, so no heartbeat accepted with result `OK` before this falls after the
+        session's end. Heartbeats return CHARGE_EXHAUSTED from now on, and the sweepers end the
+        session when the grace is over.
         """
         session = await self.records.get_session(game_session_id)
         if session is None or session.state not in (SessionState.ACTIVE, SessionState.GRACE):
             return
-        at = exhausted_at(session.started_at, charged_seconds)
-        if session.exhausted_at is not None:
-            at = session.exhausted_at
 
-        newly = await self.records.mark_exhausted(game_session_id, at)
+        at = exhausted_at(session.started_at, charged_seconds)
+        grace_from = grace_started(at, self.clock.now())
+        newly = False
+        if session.exhausted_at is None:
+            newly = await self.records.mark_exhausted(game_session_id, at, grace_from)
+        if not newly:
+            # Another worker marked it first, so the live copy starts that worker's grace.
+            session = await self.records.get_session(game_session_id)
+            if session is None or session.grace_started_at is None:
+                return
+            grace_from = session.grace_started_at
+
         # The live copy is marked even when another worker marked the records first, in case
         # that worker stopped before it got here; the live store ignores a repeat.
-        await self.live.mark_exhausted(game_session_id, at, self.timers)
+        await self.live.start_grace(game_session_id, grace_from, self.timers)
         if newly:
             log.info(
                 "charge_exhausted",
@@ -318,6 +328,7 @@ class Billing:
                 billing_id=session.billing_id,
                 charged_seconds=charged_seconds,
                 exhausted_at=at,
+                grace_started_at=grace_from,
             )
 
 

@@ -263,10 +263,10 @@ class GameSessions:
         session = outcome.session
         match outcome.status:
             case TouchStatus.TOUCHED if session is not None:
-                result = "CHARGE_EXHAUSTED" if session.exhausted_at is not None else "OK"
+                result = "CHARGE_EXHAUSTED" if session.grace_started_at is not None else "OK"
                 return HeartbeatOutcome(
                     result=result,
-                    next_heartbeat_in=next_heartbeat_in(now, session.exhausted_at, self.timers),
+                    next_heartbeat_in=next_heartbeat_in(now, session.grace_started_at, self.timers),
                     play_duration_sec=play_duration_now(session.started_at, now),
                 )
             case TouchStatus.ENDING:
@@ -426,8 +426,7 @@ class GameSessions:
         last_heartbeat = record.last_heartbeat_at
         if live_copy is not None:
             last_heartbeat = max(last_heartbeat, live_copy.last_heartbeat_at)
-        exhausted_at = record.exhausted_at
-        due = automatic_end(last_heartbeat, exhausted_at, now, self.timers)
+        due = automatic_end(last_heartbeat, record.grace_started_at, now, self.timers)
         if due is None:
             fresh = LiveSession.from_record(
                 record.replace(last_heartbeat_at=last_heartbeat), self.timers

@@ -101,6 +101,7 @@ def _mismatch_example(result: RunResult, mismatch: BillingMismatch) -> dict[str,
             "last_heartbeat_at": record.last_heartbeat_at,
             "ended_at": record.ended_at,
             "exhausted_at": record.exhausted_at,
+            "grace_started_at": record.grace_started_at,
         },
         "recent_heartbeats_sent_received_outcome": truth.recent_heartbeats,
     }

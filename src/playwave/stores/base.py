@@ -219,7 +219,11 @@ class RecordStore(Protocol):
         """
         ...
 
-    async def mark_exhausted(self, game_session_id: str, exhausted_at: Millis) -> bool: ...
+    async def mark_exhausted(
+        self, game_session_id: str, exhausted_at: Millis, grace_started_at: Millis
+    ) -> bool:
+        """Move an ACTIVE session to GRACE; False when it was not ACTIVE (already marked)."""
+        ...
 
     async def record_heartbeats(self, beats: Sequence[tuple[str, Millis]]) -> int:
         """Raise the durable last heartbeat of live sessions; never lowers one."""
@@ -325,9 +329,11 @@ class LiveStore(Protocol):
         """Apply `playwave.domain.live.touch` atomically and queue the heartbeat for flushing."""
         ...
 
-    async def mark_exhausted(
-        self, game_session_id: str, exhausted_at: Millis, timers: Timers
-    ) -> None: ...
+    async def start_grace(
+        self, game_session_id: str, grace_started_at: Millis, timers: Timers
+    ) -> None:
+        """Move an ACTIVE session to GRACE from `grace_started_at`; a repeat changes nothing."""
+        ...
 
     async def mark_ending(self, game_session_id: str, reason: EndReason, retry_at: Millis) -> None:
         """Mark a session as being ended for `reason`.

@@ -61,6 +61,8 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# Session hash fields: game, user, pc, started at, last heartbeat, grace started at, state,
+# deadline, end reason, lease until. Short names keep a million live hashes small.
 _SESSION_FIELDS = ("g", "u", "p", "s", "h", "x", "t", "d", "r", "l")
 
 RedisClient = Redis | RedisCluster
@@ -119,7 +121,7 @@ class RedisLiveStore:
 
         self._touch = client.register_script(scripts.TOUCH)
         self._put_session = client.register_script(scripts.PUT_SESSION)
-        self._mark_exhausted = client.register_script(scripts.MARK_EXHAUSTED)
+        self._start_grace = client.register_script(scripts.START_GRACE)
         self._mark_ending = client.register_script(scripts.MARK_ENDING)
         self._mark_ended = client.register_script(scripts.MARK_ENDED)
         self._lease_due = client.register_script(scripts.LEASE_DUE)
@@ -274,8 +276,8 @@ class RedisLiveStore:
             "d",
             session.deadline,
         ]
-        if session.exhausted_at is not None:
-            pairs += ["x", session.exhausted_at]
+        if session.grace_started_at is not None:
+            pairs += ["x", session.grace_started_at]
         if session.end_reason is not None:
             pairs += ["r", session.end_reason.value]
         await self._put_session(
@@ -313,13 +315,13 @@ class RedisLiveStore:
         return Touch(status, _live_session(game_session_id, reply[1:]))
 
     @_translate_errors
-    async def mark_exhausted(
-        self, game_session_id: str, exhausted_at: Millis, timers: Timers
+    async def start_grace(
+        self, game_session_id: str, grace_started_at: Millis, timers: Timers
     ) -> None:
         key, index, _ = self._session_keys(game_session_id)
-        await self._mark_exhausted(
+        await self._start_grace(
             keys=[key, index],
-            args=[game_session_id, exhausted_at, timers.session_ttl_ms, timers.charge_grace_ms],
+            args=[game_session_id, grace_started_at, timers.session_ttl_ms, timers.charge_grace_ms],
         )
 
     @_translate_errors
@@ -426,7 +428,7 @@ def _live_session(game_session_id: str, values: list[Any]) -> LiveSession | None
         pc_id=fields["p"],
         started_at=int(fields["s"]),
         last_heartbeat_at=int(fields["h"]),
-        exhausted_at=_int_or_none(fields.get("x")),
+        grace_started_at=_int_or_none(fields.get("x")),
         state=SessionState(fields["t"]),
         deadline=int(fields["d"]),
         end_reason=EndReason(reason) if reason else None,

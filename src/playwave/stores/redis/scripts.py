@@ -92,8 +92,8 @@ return 1
 )
 
 # KEYS: session hash, deadline index.
-# ARGV: session id, exhausted at, session TTL ms, charge grace ms.
-MARK_EXHAUSTED = (
+# ARGV: session id, grace started at, session TTL ms, charge grace ms.
+START_GRACE = (
     _INT
     + """
 local fields = redis.call('HMGET', KEYS[1], 't', 'h', 'l')
@@ -101,10 +101,10 @@ if fields[1] ~= 'ACTIVE' then
   return 0
 end
 
-local exhausted_at = tonumber(ARGV[2])
+local grace_started_at = tonumber(ARGV[2])
 local deadline = math.min(
-  tonumber(fields[2]) + tonumber(ARGV[3]), exhausted_at + tonumber(ARGV[4]))
-redis.call('HSET', KEYS[1], 't', 'GRACE', 'x', int(exhausted_at), 'd', int(deadline))
+  tonumber(fields[2]) + tonumber(ARGV[3]), grace_started_at + tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], 't', 'GRACE', 'x', int(grace_started_at), 'd', int(deadline))
 redis.call('ZADD', KEYS[2], int(math.max(deadline, tonumber(fields[3] or '0'))), ARGV[1])
 return 1
 """

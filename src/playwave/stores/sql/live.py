@@ -30,7 +30,7 @@ _SESSION_COLUMNS = (
     "pc_id",
     "started_at",
     "last_heartbeat_at",
-    "exhausted_at",
+    "grace_started_at",
     "state",
     "deadline",
     "end_reason",
@@ -46,7 +46,7 @@ def _live_session(row: Row[Any]) -> LiveSession:
         pc_id=values["pc_id"],
         started_at=values["started_at"],
         last_heartbeat_at=values["last_heartbeat_at"],
-        exhausted_at=values["exhausted_at"],
+        grace_started_at=values["grace_started_at"],
         state=SessionState(values["state"]),
         deadline=values["deadline"],
         end_reason=EndReason(values["end_reason"]) if values["end_reason"] else None,
@@ -151,8 +151,8 @@ class SqlLiveStore:
         return outcome
 
     @translate_errors
-    async def mark_exhausted(
-        self, game_session_id: str, exhausted_at: Millis, timers: Timers
+    async def start_grace(
+        self, game_session_id: str, grace_started_at: Millis, timers: Timers
     ) -> None:
         async with self.engine.begin() as connection:
             current = await self._get_session(connection, game_session_id, lock=True)
@@ -163,8 +163,8 @@ class SqlLiveStore:
                 .where(live_sessions.c.game_session_id == game_session_id)
                 .values(
                     state=SessionState.GRACE.value,
-                    exhausted_at=exhausted_at,
-                    deadline=deadline(current.last_heartbeat_at, exhausted_at, timers),
+                    grace_started_at=grace_started_at,
+                    deadline=deadline(current.last_heartbeat_at, grace_started_at, timers),
                 )
             )
 

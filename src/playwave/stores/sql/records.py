@@ -62,6 +62,7 @@ def _session(row: Row[Any]) -> GameSession:
         started_at=values["started_at"],
         last_heartbeat_at=values["last_heartbeat_at"],
         exhausted_at=values["exhausted_at"],
+        grace_started_at=values["grace_started_at"],
         ended_at=values["ended_at"],
         end_reason=EndReason(values["end_reason"]) if values["end_reason"] else None,
         play_duration_sec=values["play_duration_sec"],
@@ -429,7 +430,9 @@ class SqlRecordStore:
         return _session(row)
 
     @translate_errors
-    async def mark_exhausted(self, game_session_id: str, exhausted_at: Millis) -> bool:
+    async def mark_exhausted(
+        self, game_session_id: str, exhausted_at: Millis, grace_started_at: Millis
+    ) -> bool:
         async with self._statement() as connection:
             result = await connection.execute(
                 update(game_sessions)
@@ -437,7 +440,11 @@ class SqlRecordStore:
                     game_sessions.c.game_session_id == game_session_id,
                     game_sessions.c.state == SessionState.ACTIVE.value,
                 )
-                .values(state=SessionState.GRACE.value, exhausted_at=exhausted_at)
+                .values(
+                    state=SessionState.GRACE.value,
+                    exhausted_at=exhausted_at,
+                    grace_started_at=grace_started_at,
+                )
             )
         return result.rowcount == 1
 
@@ -501,8 +508,8 @@ class SqlRecordStore:
     async def overdue_sessions(self, now: Millis, timers: Timers, limit: int) -> list[GameSession]:
         timed_out = game_sessions.c.last_heartbeat_at <= now - timers.session_ttl_ms
         grace_over = and_(
-            game_sessions.c.exhausted_at.is_not(None),
-            game_sessions.c.exhausted_at <= now - timers.charge_grace_ms,
+            game_sessions.c.grace_started_at.is_not(None),
+            game_sessions.c.grace_started_at <= now - timers.charge_grace_ms,
         )
         query = (
             select(game_sessions)
