@@ -229,6 +229,37 @@ async def test_overdue_sessions(record_store: RecordStore):
 # Partner call queue.
 
 
+async def test_due_usage_reports_oldest_first(record_store: RecordStore):
+    interval_ms = 60_000
+    # Ids run opposite to start times, so ordering by id would return the wrong sessions.
+    sessions = [
+        new_record(f"pc-{index}", at=START + index * 1000).replace(
+            game_session_id=f"gs_{9 - index}"
+        )
+        for index in range(5)
+    ]
+    for session in sessions:
+        await record_store.create_session(session)
+    rescheduled = sessions[4]
+    await record_store.queue_usage_report(
+        rescheduled.game_session_id,
+        reported_sec=0,
+        total_sec=0,
+        next_report_at=START,
+        call=None,
+        at=START,
+    )
+
+    now = START + interval_ms + 10_000
+    due = await record_store.due_usage_reports(now, interval_ms, 3)
+
+    assert [session.game_session_id for session in due] == [
+        rescheduled.game_session_id,
+        sessions[0].game_session_id,
+        sessions[1].game_session_id,
+    ]
+
+
 async def test_partner_queue_claim_complete_retry(record_store: RecordStore):
     await record_store.enqueue_partner_calls([queued_call(1), queued_call(2), queued_call(1)])
 

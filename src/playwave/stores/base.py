@@ -222,7 +222,7 @@ class RecordStore(Protocol):
     async def mark_exhausted(
         self, game_session_id: str, exhausted_at: Millis, grace_started_at: Millis
     ) -> bool:
-        """Move an ACTIVE session to GRACE; False when it was not ACTIVE (already marked)."""
+        """Move an ACTIVE session to GRACE and return True, or return False if it was not ACTIVE."""
         ...
 
     async def record_heartbeats(self, beats: Sequence[tuple[str, Millis]]) -> int:
@@ -272,9 +272,11 @@ class RecordStore(Protocol):
     async def due_usage_reports(
         self, now: Millis, interval_ms: int, limit: int
     ) -> list[GameSession]:
-        """Return ACTIVE sessions whose next usage report is due at `now`.
+        """Return up to `limit` ACTIVE sessions whose next usage report is due, oldest due first.
 
-        A session without a scheduled report is due `interval_ms` after its start.
+        A session without a scheduled report is due `interval_ms` after its start. Oldest first
+        keeps a backlog fair, because every session is then late by about the same time and
+        none waits until the backlog is gone.
         """
         ...
 
@@ -332,7 +334,7 @@ class LiveStore(Protocol):
     async def start_grace(
         self, game_session_id: str, grace_started_at: Millis, timers: Timers
     ) -> None:
-        """Move an ACTIVE session to GRACE from `grace_started_at`; a repeat changes nothing."""
+        """Move an ACTIVE session to GRACE from `grace_started_at`. A repeat changes nothing."""
         ...
 
     async def mark_ending(self, game_session_id: str, reason: EndReason, retry_at: Millis) -> None:

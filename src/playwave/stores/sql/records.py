@@ -657,13 +657,16 @@ class SqlRecordStore:
             game_sessions.c.next_report_at.is_(None),
             game_sessions.c.started_at <= now - interval_ms,
         )
+        due_at = func.coalesce(
+            game_sessions.c.next_report_at, game_sessions.c.started_at + interval_ms
+        )
         query = (
             select(game_sessions)
             .where(
                 game_sessions.c.state == SessionState.ACTIVE.value,
                 or_(game_sessions.c.next_report_at <= now, never_reported),
             )
-            .order_by(game_sessions.c.game_session_id)
+            .order_by(due_at, game_sessions.c.game_session_id)
             .limit(limit)
         )
         async with self._statement() as connection:
