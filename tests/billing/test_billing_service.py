@@ -109,7 +109,7 @@ async def test_usage_stops_at_heartbeat_deadline_and_stop_refunds(
 async def start_low_cafe_session(
     runtime: Runtime, game_server: GameServer, game: Game, simulator: PartnerSimulator
 ) -> str:
-    """Start a session at a cafe whose 50 G-coin cover 152 s of play; return its id."""
+    """Start a session at a cafe whose 50 G-coin cover 152 s of play, and return its id."""
     # 50 G-coin at 1,200 per hour covers 152 s: 152 s cost 50.67, rounded down to 50.
     await simulator.sandbox.add_cafe(name="Low Cafe", ip=None, balance=50, cafe_id="cafe_low")
     grant = await mint_cafe_ott(runtime, game.game_id, "pc-low", "cafe_low")
@@ -149,7 +149,7 @@ async def test_exhaustion_found_within_seconds(
     assert found_at - record.exhausted_at <= 3_000
 
 
-async def test_grace_runs_from_when_exhaustion_is_learned(
+async def test_grace_starts_when_exhaustion_learned(
     runtime: Runtime,
     game_server: GameServer,
     game: Game,
@@ -157,7 +157,7 @@ async def test_grace_runs_from_when_exhaustion_is_learned(
     billing: Billing,
     simulator: PartnerSimulator,
 ):
-    # The G-coin covers 152 s, but the usage report that finds it out is answered at 300 s.
+    # The G-coin covers 152 s, but the server receives the usage report result only at 300 s.
     game_session_id = await start_low_cafe_session(runtime, game_server, game, simulator)
     started_at = clock.now()
 

@@ -2,8 +2,8 @@
 
 It keeps its own model of every session and checks after each step that the records agree:
 each session ends once, with the reason and billed end the lifecycle rules give, and has at most
-one stop-billing call queued. The cafe's G-coin may run out at any moment, learned at any later
-moment, as a usage report answered late would tell it.
+one stop-billing call queued. The cafe's G-coin may run out at any moment, and the server may
+learn of it at any later moment, as it does from a late usage report.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class SessionMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sessions)
     @rule(data=st.data(), covered_seconds=st.sampled_from([0, 1, 60, 150, 600]))
     def learn_exhaustion(self, data, covered_seconds) -> None:
-        """A usage report answered now says the wallet covered only `covered_seconds`."""
+        """Apply a usage report result, received now: the wallet covered `covered_seconds`."""
         session_id = data.draw(st.sampled_from(list(self.sessions)))
         session = self.sessions[session_id]
         now = self.clock.now()

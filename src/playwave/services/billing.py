@@ -306,16 +306,17 @@ class Billing:
             return
 
         at = exhausted_at(session.started_at, charged_seconds)
-        grace_from = grace_started(at, self.clock.now())
+        grace_from = session.grace_started_at
         newly = False
-        if session.exhausted_at is None:
+        if grace_from is None:
+            grace_from = grace_started(at, self.clock.now())
             newly = await self.records.mark_exhausted(game_session_id, at, grace_from)
-        if not newly:
-            # Another worker marked it first, so the live copy starts that worker's grace.
-            session = await self.records.get_session(game_session_id)
-            if session is None or session.grace_started_at is None:
-                return
-            grace_from = session.grace_started_at
+            if not newly:
+                # Another worker marked the record after it was read, so use that worker's grace.
+                marked = await self.records.get_session(game_session_id)
+                if marked is None or marked.grace_started_at is None:
+                    return
+                grace_from = marked.grace_started_at
 
         # The live copy is marked even when another worker marked the records first, in case
         # that worker stopped before it got here; the live store ignores a repeat.

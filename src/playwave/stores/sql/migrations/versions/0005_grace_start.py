@@ -1,8 +1,8 @@
 """Start the exhaustion grace when the server learns of it, apart from the exhaustion itself.
 
-`game_sessions.grace_started_at` is new; sessions exhausted before it get their exhaustion
-moment, which is when their grace ran from until now. The live copy only ever needed the grace
-start, so its column is renamed.
+`game_sessions.grace_started_at` is new. Sessions that ran out before this revision get their
+`exhausted_at`, because their grace ran from that moment. The live copy only ever needed the
+grace start, so its column is renamed.
 
 Revision ID: 0005
 Revises: 0004
